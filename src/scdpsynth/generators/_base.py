@@ -90,12 +90,14 @@ class BaseGenerator(abc.ABC):
                 "scope": ["non-private fit (eps=None): no differential privacy guarantee", *self.scope],
             }
         eps_spent = self.accountant.get_epsilon(self.budget.delta)
+        details = self.accountant.to_dict(self.budget.delta)
         return {
             "private": True,
             "eps": self.budget.eps,
             "delta": self.budget.delta,
             "eps_spent": eps_spent,
-            "accountant": self.accountant.to_dict(self.budget.delta)["accountant"],
+            "accountant": details["accountant"],
+            "accountant_details": details,
             "unit": self.unit,
             "scope": list(self.scope),
         }

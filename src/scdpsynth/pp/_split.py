@@ -48,7 +48,7 @@ def train_holdout_split(
         groups = np.zeros(n, dtype=np.int64) if stratify is None else V.check_categorical(adata, stratify)[0]
         for g in np.unique(groups):
             idx = np.flatnonzero(groups == g)
-            k = int(round(holdout_size * idx.size))
+            k = round(holdout_size * idx.size)
             if idx.size >= 2:
                 k = min(max(k, 1), idx.size - 1)
             hold[rng.permutation(idx)[:k]] = True

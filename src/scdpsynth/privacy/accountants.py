@@ -93,8 +93,14 @@ class ZCDPAccountant:
         sigma = _check_positive("sigma", sigma)
         rho = count * sensitivity**2 / (2.0 * sigma**2)
         self.ledger.append(
-            {"name": name, "mechanism": "gaussian", "sensitivity": sensitivity, "sigma": sigma, "count": int(count),
-             "rho": rho}
+            {
+                "name": name,
+                "mechanism": "gaussian",
+                "sensitivity": sensitivity,
+                "sigma": sigma,
+                "count": int(count),
+                "rho": rho,
+            }
         )
         return rho
 

@@ -83,7 +83,7 @@ def analytic_gaussian_sigma(eps: float, delta: float, sensitivity: float = 1.0) 
 
 
 def classical_gaussian_sigma(eps: float, delta: float, sensitivity: float = 1.0) -> float:
-    """Classical calibration ``sqrt(2 ln(1.25/delta)) * sensitivity / eps`` (Dwork & Roth 2014, Theorem A.1; eps < 1)."""
+    """Classical calibration ``sqrt(2 ln(1.25/delta)) * sensitivity / eps`` (Dwork & Roth 2014, Thm. A.1; eps < 1)."""
     eps = _check_positive("eps", eps)
     delta = _check_positive("delta", delta)
     return math.sqrt(2.0 * math.log(1.25 / delta)) * _check_positive("sensitivity", sensitivity) / eps

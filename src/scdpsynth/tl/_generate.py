@@ -142,10 +142,9 @@ def generate(
     if transform == "log1p":
         Xs = np.rint(np.expm1(np.clip(Xs, 0, None)))
     if input_counts:
+        dtype = X.dtype if np.issubdtype(X.dtype, np.integer) else np.dtype(np.int64)
         Xs = sparse.csr_matrix(Xs) if not sparse.issparse(Xs) else Xs.tocsr()
-        Xs = Xs.astype(np.asarray(X.dtype if np.issubdtype(X.dtype, np.integer) else np.int64).dtype)
-        if not sparse.issparse(X):
-            Xs = Xs.toarray()
+        Xs = Xs.astype(dtype) if sparse.issparse(X) else Xs.toarray().astype(dtype)
     else:
         Xs = np.asarray(Xs.toarray() if sparse.issparse(Xs) else Xs, dtype=np.float32)
 
@@ -178,7 +177,7 @@ def generate(
         if syn.n_obs != adata.n_obs:
             raise ValueError("layer_added needs n_obs equal to adata.n_obs (one synthetic row per real row).")
         order = np.argsort(y, kind="stable")  # real rows grouped by class, same order as the synthetic rows
-        aligned = Xs[np.argsort(order)] if not sparse.issparse(Xs) else Xs[np.argsort(order)]
+        aligned = Xs[np.argsort(order)]  # synthetic row j goes to real row order[j]
         adata.layers[layer_added] = aligned
         logger.info("Wrote synthetic matrix (label-aligned) to adata.layers[%r]", layer_added)
     return syn
