@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 
 import numpy as np
@@ -105,7 +106,8 @@ def check_categorical(adata, key: str, *, min_size: int = 1, what: str = "groupb
     if not isinstance(key, str):
         raise TypeError(f"{what} must be a column name of adata.obs (a str), got {type(key).__name__}.")
     if key not in adata.obs.columns:
-        close = [c for c in adata.obs.columns if key.lower() in str(c).lower() or str(c).lower() in key.lower()]
+        cols = [str(c) for c in adata.obs.columns]
+        close = difflib.get_close_matches(key, cols, n=1, cutoff=0.6) or [c for c in cols if key.lower() in c.lower()]
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise KeyError(f"{what}={key!r} is not a column of adata.obs.{hint} Available: {list(adata.obs.columns)}")
     col = adata.obs[key]
