@@ -1,0 +1,38 @@
+"""Sphinx configuration for scdpsynth."""
+
+from importlib.metadata import version as _version
+
+project = "scdpsynth"
+author = "scdpsynth developers"
+copyright = "2026, scdpsynth developers"  # noqa: A001
+release = _version("scdpsynth")
+
+extensions = [
+    "myst_nb",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.mathjax",
+]
+autosummary_generate = True
+autodoc_member_order = "bysource"
+autodoc_typehints = "none"
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+napoleon_use_rtype = True
+napoleon_custom_sections = [("Params", "Parameters")]
+myst_enable_extensions = ["colon_fence", "dollarmath"]
+nb_execution_mode = "off"  # notebooks are committed with their outputs
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", None),
+    "numpy": ("https://numpy.org/doc/stable", None),
+    "anndata": ("https://anndata.readthedocs.io/en/stable", None),
+    "scanpy": ("https://scanpy.readthedocs.io/en/stable", None),
+}
+intersphinx_disabled_reftypes = ["*"]
+nitpicky = False
+exclude_patterns = ["_build", "**.ipynb_checkpoints"]
+html_theme = "sphinx_book_theme"
+html_title = "scdpsynth"
+source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb", ".rst": "restructuredtext"}
