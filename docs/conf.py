@@ -12,7 +12,6 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
-    "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
 ]
 autosummary_generate = True
@@ -24,13 +23,6 @@ napoleon_use_rtype = True
 napoleon_custom_sections = [("Params", "Parameters")]
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 nb_execution_mode = "off"  # notebooks are committed with their outputs
-intersphinx_mapping = {
-    "python": ("https://docs.python.org/3", None),
-    "numpy": ("https://numpy.org/doc/stable", None),
-    "anndata": ("https://anndata.readthedocs.io/en/stable", None),
-    "scanpy": ("https://scanpy.readthedocs.io/en/stable", None),
-}
-intersphinx_disabled_reftypes = ["*"]
 nitpicky = False
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 html_theme = "sphinx_book_theme"
