@@ -143,6 +143,19 @@ class TestBudget:
         with pytest.raises(ValueError, match="delta"):
             Budget(1.0, 1.5)
 
+    @settings(max_examples=50, deadline=None)
+    @given(
+        eps=st.floats(0.05, 20),
+        weights=st.lists(st.floats(0.01, 10), min_size=1, max_size=6),
+    )
+    def test_split_never_overspends(self, eps, weights):
+        b = Budget(eps, 1e-6)
+        parts = b.split(**{f"w{i}": w for i, w in enumerate(weights)})
+        acc = ZCDPAccountant()
+        for name, rho in parts.items():
+            acc.add_gaussian(name=name, sensitivity=1.0, sigma=gaussian_sigma_for_rho(rho))
+        assert acc.get_epsilon(1e-6) <= eps
+
     def test_non_private(self):
         b = Budget(None)
         assert not b.private and b.rho == math.inf

@@ -64,11 +64,14 @@ def zcdp_from_eps(eps: float, delta: float) -> float:
     """Largest rho such that rho-zCDP implies (eps, delta)-DP (inverse of :func:`eps_from_zcdp`)."""
     eps = _check_positive("eps", eps)
     delta = _check_positive("delta", delta)
+    # aim a hair (1e-9 relative) below eps so that floating-point round trips (rho -> sigma -> rho, sums of shares)
+    # can never push the accountant's eps above the budget
+    target = eps * (1.0 - 1e-9)
     hi = eps
-    while eps_from_zcdp(hi, delta) < eps:
+    while eps_from_zcdp(hi, delta) < target:
         hi *= 2.0
-    rho = optimize.brentq(lambda r: eps_from_zcdp(r, delta) - eps, 1e-15, hi, xtol=1e-15, rtol=1e-12)
-    while eps_from_zcdp(rho, delta) > eps:  # never overshoot the budget
+    rho = optimize.brentq(lambda r: eps_from_zcdp(r, delta) - target, 1e-15, hi, xtol=1e-15, rtol=1e-12)
+    while eps_from_zcdp(rho, delta) > target:
         rho *= 1.0 - 1e-10
     return rho
 

@@ -77,4 +77,8 @@ class Budget:
             raise ValueError(f"split weights must be finite and > 0, got {weights}.")
         total = sum(weights.values())
         rho = self.rho
-        return {k: rho * w / total for k, w in weights.items()}
+        shares = {k: rho * w / total for k, w in weights.items()}
+        # floating-point rounding must never make the composed shares exceed the budget
+        while sum(shares.values()) > rho:
+            shares = {k: v * (1.0 - 1e-12) for k, v in shares.items()}
+        return shares
