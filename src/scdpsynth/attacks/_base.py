@@ -170,6 +170,13 @@ def synthetic_pca(syn: np.ndarray, n_components: int | None):
     if k < 1:
         raise ValueError("Need at least 2 synthetic records to fit a projection; pass n_components=None.")
     mean = syn.mean(axis=0)
-    _, _, vt = np.linalg.svd(syn - mean, full_matrices=False)
+    centred = syn - mean
+    if k < min(centred.shape) // 4:
+        from sklearn.utils.extmath import randomized_svd
+
+        # top-k components by randomised SVD with power iterations (fixed seed: deterministic)
+        _, _, vt = randomized_svd(centred, k, n_oversamples=20, n_iter=7, random_state=0)
+    else:
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
     comps = vt[:k]
     return lambda A: (A - mean) @ comps.T

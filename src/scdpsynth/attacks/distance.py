@@ -11,17 +11,28 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
 
 from ._base import as_matrix, synthetic_pca
 
 __all__ = ["dcr", "dcr_calibrated", "min_distance"]
 
 
-def min_distance(data: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Euclidean distance from each query row to its nearest row of ``data``."""
-    nn = NearestNeighbors(n_neighbors=1, algorithm="auto").fit(data)
-    return nn.kneighbors(queries, return_distance=True)[0][:, 0]
+def min_distance(data: np.ndarray, queries: np.ndarray, chunk_elements: int = 2**24) -> np.ndarray:
+    """Euclidean distance from each query row to its nearest row of ``data`` (exact, brute force in chunks).
+
+    The nearest row is found from ``|q|^2 + |x|^2 - 2 q.x`` and its distance recomputed directly, so that
+    duplicates get distance 0 exactly.
+    """
+    data = np.asarray(data, dtype=np.float64)
+    queries = np.asarray(queries, dtype=np.float64)
+    sq_data = np.einsum("ij,ij->i", data, data)
+    step = max(1, chunk_elements // max(data.shape[0], 1))
+    out = np.empty(queries.shape[0])
+    for start in range(0, queries.shape[0], step):
+        q = queries[start : start + step]
+        nearest = np.argmin(sq_data[None, :] - 2.0 * q @ data.T, axis=1)
+        out[start : start + step] = np.linalg.norm(q - data[nearest], axis=1)
+    return out
 
 
 def dcr(syn, targets, *, reference=None, n_components: int | None = None, random_state=0) -> np.ndarray:

@@ -18,10 +18,12 @@ __all__ = ["domias", "kde_logpdf"]
 
 
 def kde_logpdf(data: np.ndarray, queries: np.ndarray, bw_method="scott") -> np.ndarray:
-    """Log density of a Gaussian KDE fit on ``data`` (n x k) at ``queries`` (q x k)."""
-    # a tiny ridge keeps the kernel covariance invertible when a component is (near) constant
-    jitter = 1e-9 * max(float(np.abs(data).max()), 1.0)
-    data = data + jitter * np.random.default_rng(0).standard_normal(data.shape)
+    """Log density of a Gaussian KDE (:class:`scipy.stats.gaussian_kde`) fit on ``data`` (n x k) at ``queries``."""
+    cov = np.atleast_2d(np.cov(data, rowvar=False))
+    if np.linalg.matrix_rank(cov) < cov.shape[0]:
+        raise ValueError(
+            "The projected data are degenerate (a principal component is constant); use fewer n_components."
+        )
     return gaussian_kde(data.T, bw_method=bw_method).logpdf(queries.T)
 
 
@@ -40,7 +42,7 @@ def domias(syn, targets, *, reference, n_components: int = 5, bw_method="scott",
         Principal components of the synthetic data the densities live in (capped at ``m - 1`` and the reference
         size minus 1).
     bw_method
-        Bandwidth rule or factor for :class:`scipy.stats.gaussian_kde`.
+        Bandwidth rule (``"scott"``, ``"silverman"``) or factor, as in :class:`scipy.stats.gaussian_kde`.
     random_state
         Unused (deterministic); accepted for a uniform interface.
     """

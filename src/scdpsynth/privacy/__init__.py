@@ -12,6 +12,7 @@ from .accountants import (
     eps_from_zcdp,
     zcdp_from_eps,
 )
+from ._audit import AuditResult, audit, clopper_pearson_upper, eps_lower_bound
 from .budget import Budget, check_delta, check_eps, default_delta
 from .mechanisms import (
     analytic_gaussian_delta,
@@ -24,18 +25,22 @@ from .mechanisms import (
 )
 
 __all__ = [
+    "AuditResult",
     "Budget",
     "DEFAULT_RDP_ORDERS",
     "RDPAccountant",
     "ZCDPAccountant",
     "analytic_gaussian_delta",
     "analytic_gaussian_sigma",
+    "audit",
     "check_delta",
     "check_eps",
     "classical_gaussian_sigma",
+    "clopper_pearson_upper",
     "default_delta",
     "eps_from_rdp",
     "eps_from_zcdp",
+    "eps_lower_bound",
     "gaussian_noise",
     "gaussian_sigma_for_rho",
     "laplace_noise",
