@@ -1,0 +1,421 @@
+"""Class-conditional variational autoencoder trained with DP-SGD (opacus).
+
+Model
+-----
+Encoder ``q(z | x, y)`` and decoder ``p(x | z, y)`` are MLPs (one-hot class ``y`` concatenated to their inputs),
+latent prior ``N(0, I)``, trained on the negative ELBO (reconstruction NLL + ``beta`` KL). Decoders:
+
+* ``likelihood="gaussian"`` (continuous data, e.g. log expression): features are standardised (DP statistics or
+  a public range, see :class:`~scdpsynth.generators._torch_utils.DeepGenerator`), the decoder gives per-feature
+  means and a learned per-feature log-scale; sampling adds the Gaussian observation noise and reverts the scaling.
+* ``likelihood="nb"`` / ``"zinb"`` (raw counts; ``data = "counts"``): scVI-style negative binomial (optionally
+  zero-inflated) with mean ``softmax(decoder) * library size`` and a learned per-gene inverse dispersion. The
+  encoder sees ``log1p(x)``; training uses each row's own library size. For sampling, library sizes are drawn from
+  a per-class log-normal whose mean and standard deviation are released with the Gaussian mechanism.
+
+Privacy
+-------
+DP-SGD (Abadi et al. 2016): Poisson sampling with rate ``q = batch_size / n``; every per-sample gradient of the
+whole model (encoder, decoder, scale parameters) is clipped to L2 norm ``max_grad_norm`` (sensitivity of the
+gradient sum under adding/removing one row), and ``N(0, (z * max_grad_norm)^2)`` noise is added to the sum, with
+``z`` calibrated so that the statistics releases and all DP-SGD steps together stay within (eps, delta) under RDP
+(:class:`~scdpsynth.generators._torch_utils.DPSGDAccountant`). Sampling is post-processing. The KL and the
+reparameterisation noise are per-sample terms inside the clipped gradients.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+
+import numpy as np
+
+from .._utils import check_random_state
+from ._torch_utils import (
+    DeepGenerator,
+    check_class_counts,
+    check_fit_input,
+    dp_backward,
+    dp_class_stats,
+    import_torch,
+    init_linear_,
+    make_dp_optimizer,
+    one_hot,
+    poisson_batch,
+    torch_generator,
+)
+
+__all__ = ["DPVAE"]
+
+logger = logging.getLogger("scdpsynth")
+
+LIKELIHOODS = ("gaussian", "nb", "zinb")
+
+
+@functools.cache
+def _module_class():
+    torch = import_torch()
+    nn = torch.nn
+
+    class CondVAE(nn.Module):
+        """Conditional VAE: encoder and decoder MLPs with one hidden layer each and per-feature scale parameters."""
+
+        def __init__(self, d: int, k: int, latent: int, hidden: int, likelihood: str):
+            super().__init__()
+            self.likelihood = likelihood
+            self.enc = nn.Sequential(nn.Linear(d + k, hidden), nn.ELU())
+            self.enc_mu = nn.Linear(hidden, latent)
+            self.enc_logvar = nn.Linear(hidden, latent)
+            self.dec = nn.Sequential(nn.Linear(latent + k, hidden), nn.ELU())
+            self.dec_out = nn.Linear(hidden, d)  # gaussian mean, or NB logits over genes
+            self.feature_param = nn.Linear(1, d, bias=False)  # gaussian log-scale, or NB log inverse dispersion
+            self.dec_pi = nn.Linear(hidden, d) if likelihood == "zinb" else None
+
+        def encode(self, x_in, onehot):
+            h = self.enc(torch.cat([x_in, onehot], dim=1))
+            return self.enc_mu(h), self.enc_logvar(h).clamp(-12.0, 8.0)
+
+        def decode(self, z, onehot):
+            h = self.dec(torch.cat([z, onehot], dim=1))
+            ones = torch.ones(z.shape[0], 1, device=z.device, dtype=z.dtype)
+            pi = self.dec_pi(h) if self.dec_pi is not None else None
+            return self.dec_out(h), self.feature_param(ones), pi
+
+        def forward(self, x_in, onehot, noise):
+            mu, logvar = self.encode(x_in, onehot)
+            z = mu + torch.exp(0.5 * logvar) * noise
+            out, fparam, pi = self.decode(z, onehot)
+            return mu, logvar, out, fparam, pi
+
+    return CondVAE
+
+
+def _nb_log_prob(torch, x, log_mu, log_theta, pi_logits=None):
+    """Log-likelihood of counts under NB(mean mu, inverse dispersion theta), zero-inflated if ``pi_logits``."""
+    theta = torch.exp(log_theta)
+    log_theta_mu = torch.logaddexp(log_theta, log_mu)  # log(theta + mu)
+    nb = (
+        torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1.0)
+        + theta * (log_theta - log_theta_mu)
+        + x * (log_mu - log_theta_mu)
+    )
+    if pi_logits is None:
+        return nb
+    softplus = torch.nn.functional.softplus
+    log_pi, log_not_pi = -softplus(-pi_logits), -softplus(pi_logits)
+    zero = torch.logaddexp(log_pi, log_not_pi + theta * (log_theta - log_theta_mu))
+    return torch.where(x < 0.5, zero, log_not_pi + nb)
+
+
+class DPVAE(DeepGenerator):
+    """Class-conditional VAE trained with DP-SGD (opacus); Gaussian, NB or ZINB decoder.
+
+    Parameters
+    ----------
+    eps, delta, random_state, unit
+        See :class:`~scdpsynth.generators.BaseGenerator`; ``eps=None`` trains without privacy (plain Adam). The
+        accountant reports eps for the ``delta`` given (``tl.generate`` passes ``min(1e-5, 0.1 / n)`` by default;
+        the class default is 1e-5).
+    likelihood
+        ``"gaussian"`` (continuous input), ``"nb"`` or ``"zinb"`` (raw integer counts in and out).
+    latent_dim, hidden_dim
+        Latent dimension and width of the hidden layers.
+    epochs, batch_size
+        Training length in expected passes over the data, and the expected batch size (Poisson sampling rate
+        ``batch_size / n``); DP-SGD takes ``ceil(epochs * n / batch_size)`` steps. ``None``: ``max(32, ceil(n / 50))``.
+    lr
+        Adam learning rate.
+    max_grad_norm
+        Per-sample gradient clipping norm ``C``.
+    beta
+        Weight of the KL term.
+    standardize, value_range, stats_share
+        Feature standardisation of continuous data (see
+        :class:`~scdpsynth.generators._torch_utils.DeepGenerator`): ``"dp"`` releases per-feature means and standard
+        deviations of the data clipped into the public ``value_range`` with a ``stats_share`` of the budget;
+        ``"public"`` uses only ``value_range``; ``"auto"`` picks ``"dp"`` when its noise is small (large n), else
+        ``"public"``. The default range ``(0, 16)`` suits log2 microarray and log1p counts.
+    library_range
+        Public range of the natural-log library size (counts likelihoods), used to clip it for the DP per-class
+        library-size statistics (``stats_share`` of the budget).
+    device
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+    num_threads
+        torch CPU threads during fit/sample (restored afterwards; default 1, fastest for these small models);
+        ``None`` keeps torch's setting.
+    progress
+        Log the training loss every 10% of the steps (logger ``"scdpsynth"``, level INFO).
+    """
+
+    name = "dp_vae"
+    data = "continuous"
+
+    def __init__(
+        self,
+        *,
+        eps=None,
+        delta=1e-5,
+        random_state=0,
+        unit="sample",
+        likelihood="gaussian",
+        latent_dim=16,
+        hidden_dim=64,
+        epochs=30,
+        batch_size=None,
+        lr=1e-3,
+        max_grad_norm=1.0,
+        beta=1.0,
+        standardize="auto",
+        value_range=(0.0, 16.0),
+        library_range=(0.0, 14.0),
+        stats_share=0.1,
+        device="auto",
+        num_threads=1,
+        progress=False,
+    ):
+        super().__init__(
+            eps=eps,
+            delta=delta,
+            random_state=random_state,
+            unit=unit,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            max_grad_norm=max_grad_norm,
+            hidden_dim=hidden_dim,
+            latent_dim=latent_dim,
+            standardize=standardize,
+            value_range=value_range,
+            stats_share=stats_share,
+            device=device,
+            num_threads=num_threads,
+        )
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(
+                f"likelihood must be one of {list(LIKELIHOODS)}, got {likelihood!r}. Use 'nb' or 'zinb' "
+                "for raw counts and 'gaussian' for continuous (e.g. log-normalised) data."
+            )
+        self.likelihood = likelihood
+        if likelihood != "gaussian":
+            self.data = "counts"  # tl.generate then passes raw counts and keeps integers
+        if not (isinstance(beta, int | float) and beta > 0):
+            raise ValueError(f"beta must be a number > 0, got {beta!r}.")
+        self.beta = float(beta)
+        lo, hi = (float(v) for v in library_range)
+        if not lo < hi:
+            raise ValueError(f"library_range must satisfy lo < hi, got {library_range!r}.")
+        self.library_range = (lo, hi)
+        self.progress = bool(progress)
+
+    @property
+    def counts(self) -> bool:
+        return self.likelihood != "gaussian"
+
+    # -- data transforms -------------------------------------------------------------------------------------------
+    def _encoder_input(self, X: np.ndarray) -> np.ndarray:
+        if self.counts:
+            return np.log1p(X)
+        return (X - self.mean_) / self.std_
+
+    def _per_sample_nll(self, torch, out, x_target, log_lib):
+        """Reconstruction negative log-likelihood per row (summed over features)."""
+        rec, fparam, pi = out
+        if not self.counts:
+            log_s = fparam.clamp(-7.0, 3.0)
+            z2 = ((x_target - rec) / torch.exp(log_s)) ** 2
+            return (0.5 * z2 + log_s + 0.5 * math.log(2 * math.pi)).sum(1)
+        log_mu = torch.log_softmax(rec, dim=1) + log_lib[:, None]
+        return -_nb_log_prob(torch, x_target, log_mu, fparam.clamp(-10.0, 12.0), pi).sum(1)
+
+    def _neg_elbo(self, torch, model, x_in, onehot, noise, x_target, log_lib, beta):
+        mu, logvar, *out = model(x_in, onehot, noise)
+        kl = 0.5 * (mu**2 + torch.exp(logvar) - 1.0 - logvar).sum(1)
+        return self._per_sample_nll(torch, out, x_target, log_lib) + beta * kl
+
+    # -- fit / sample ------------------------------------------------------------------------------------------------
+    def fit(self, X, y, *, n_classes: int, donors=None):
+        """Fit to ``X`` (n x d) with class codes ``y``; raw integer counts for ``likelihood="nb"/"zinb"``."""
+        with self._threads():
+            return self._fit(X, y, n_classes=n_classes)
+
+    def _fit(self, X, y, *, n_classes: int):
+        torch = import_torch()
+        X, y = check_fit_input(X, y, n_classes)
+        if self.counts and (X.min() < 0 or not np.all(X == np.round(X))):
+            raise ValueError(
+                f"likelihood={self.likelihood!r} needs raw non-negative integer counts; pass the raw "
+                "count layer (layer='counts') or use likelihood='gaussian' for continuous data."
+            )
+        n, d = X.shape
+        self.n_classes_, self.n_features_ = int(n_classes), d
+        self.accountant.__init__()  # a refit starts a fresh ledger
+        self.scope = []
+        self._common_scope()
+        sigma_mult = self._stats_sigma_mult()
+        if self.counts:
+            log_lib = np.log(np.maximum(X.sum(1), 1.0))
+            self.lib_mean_, self.lib_std_ = dp_class_stats(
+                log_lib,
+                y,
+                n_classes,
+                value_range=self.library_range,
+                sigma_mult=sigma_mult,
+                rng=self.rng,
+                accountant=self.accountant,
+                name="log library size",
+            )
+        else:
+            log_lib = np.zeros(n)
+            self._fit_scaler(X)
+            if self.standardize_ == "public":
+                self.scope.append(f"standardisation from the public value_range {list(self.value_range)}")
+        x_in = self._encoder_input(X)
+        x_target = X if self.counts else x_in
+        q, steps = self._schedule(n)
+        z = self._calibrate(q, steps)
+
+        dev = self.device_
+        g_cpu = torch_generator(self.rng, "cpu")
+        g_dev = torch_generator(self.rng, dev)
+        model = _module_class()(d, n_classes, self.latent_dim, self.hidden_dim, self.likelihood)
+        init_linear_(model, g_cpu)
+        model.to(dev)
+        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        if self.private:
+            net, dp_opt = make_dp_optimizer(
+                model,
+                opt,
+                noise_multiplier=z,
+                max_grad_norm=self.max_grad_norm,
+                expected_batch_size=max(1, round(q * n)),
+                generator=g_dev,
+            )
+        else:
+            net, dp_opt = model, opt
+        tx_in = torch.as_tensor(x_in, dtype=torch.float32, device=dev)
+        tx_target = torch.as_tensor(x_target, dtype=torch.float32, device=dev)
+        tlib = torch.as_tensor(log_lib, dtype=torch.float32, device=dev)
+        toh = one_hot(y, n_classes, dev)
+
+        self.history_ = []
+        model.train()
+        running, seen = 0.0, 0
+        for step in range(steps):
+            idx = poisson_batch(n, q, g_cpu).to(dev)
+            noise = torch.randn(len(idx), self.latent_dim, generator=g_dev, device=dev)
+            losses = self._neg_elbo(torch, net, tx_in[idx], toh[idx], noise, tx_target[idx], tlib[idx], self.beta)
+            if self.private:  # opacus clips each row's gradient, adds noise, divides by the expected batch size
+                dp_backward(net, dp_opt, losses)
+            else:
+                opt.zero_grad(set_to_none=True)
+                (losses.mean() if len(idx) else losses.sum()).backward()
+            dp_opt.step()
+            if self.private:
+                self.accountant.step(noise_multiplier=z, sample_rate=q)
+            running += float(losses.detach().sum())
+            seen += len(idx)
+            if (step + 1) % max(1, steps // 10) == 0 or step + 1 == steps:
+                self.history_.append(running / max(seen, 1))
+                if self.progress:
+                    logger.info("dp_vae step %d/%d: mean negative ELBO %.4g", step + 1, steps, self.history_[-1])
+                running, seen = 0.0, 0
+        if self.private:
+            net.remove_hooks()  # ``model`` stays usable without opacus
+        model.eval()
+        self.model_ = model
+        self.sample_rate_, self.steps_ = q, steps
+        self.class_freq_ = np.bincount(y, minlength=n_classes) / n
+        self.fitted_ = True
+        return self
+
+    def _decode(self, torch, z: np.ndarray, labels: np.ndarray):
+        dev = self.device_
+        with torch.no_grad():
+            tz = torch.as_tensor(z, dtype=torch.float32, device=dev)
+            rec, fparam, pi = self.model_.decode(tz, one_hot(labels, self.n_classes_, dev))
+            if self.counts:
+                rec = torch.softmax(rec, dim=1)
+                pi = torch.sigmoid(pi) if pi is not None else None
+            rec, fparam = rec.double().cpu().numpy(), fparam.double().cpu().numpy()
+            return rec, fparam, None if pi is None else pi.double().cpu().numpy()
+
+    def sample(self, class_counts) -> np.ndarray:
+        """Draw ``class_counts[k]`` rows of class ``k`` (stacked in class order) from the decoder.
+
+        Continuous data: ``mean + scale * N(0, 1)`` in standardised space, then unstandardised (and, for a private
+        fit, clipped into the public ``value_range`` that the DP preprocessing assumes). Counts: library size
+        from the DP per-class log-normal, then NB (Gamma-Poisson) or ZINB draws; returns integer counts.
+        """
+        with self._threads():
+            return self._sample(class_counts)
+
+    def _sample(self, class_counts) -> np.ndarray:
+        self._check_fitted()
+        torch = import_torch()
+        counts = check_class_counts(class_counts, self.n_classes_)
+        labels = np.repeat(np.arange(self.n_classes_), counts)
+        out = np.empty((len(labels), self.n_features_), dtype=np.int64 if self.counts else np.float64)
+        for start in range(0, len(labels), 2048):
+            lab = labels[start : start + 2048]
+            z = self.rng.standard_normal((len(lab), self.latent_dim))
+            rec, fparam, pi = self._decode(torch, z, lab)
+            if not self.counts:
+                scale = np.exp(np.clip(fparam, -7.0, 3.0))
+                xs = rec + scale * self.rng.standard_normal(rec.shape)
+                out[start : start + len(lab)] = self._clip_private(xs * self.std_ + self.mean_)
+                continue
+            lib = np.exp(self.lib_mean_[lab] + self.lib_std_[lab] * self.rng.standard_normal(len(lab)))
+            mu = rec * lib[:, None]
+            theta = np.exp(np.clip(fparam, -10.0, 12.0))
+            rate = self.rng.gamma(theta, mu / theta)
+            xs = self.rng.poisson(rate)
+            if pi is not None:
+                xs[self.rng.random(xs.shape) < pi] = 0
+            out[start : start + len(lab)] = xs
+        return out
+
+    def per_sample_loss(self, X, y, *, n_mc: int = 1, random_state=0) -> np.ndarray:
+        """Negative ELBO of each row of ``X`` with class codes ``y`` under the fitted model (lower = better fit).
+
+        ``X`` is on the scale passed to :meth:`fit` (continuous values, or raw counts for NB/ZINB); it is
+        standardised with the fitted statistics. The ELBO is estimated with ``n_mc`` reparameterised draws from a
+        torch generator seeded with ``random_state`` (deterministic for a fixed seed). Gaussian: nats in standardised
+        units (the constant Jacobian of the standardisation is omitted); counts: nats of the count likelihood.
+        Intended for white-box membership-inference audits.
+        """
+        self._check_fitted()
+        if isinstance(n_mc, bool) or not isinstance(n_mc, int | np.integer) or n_mc < 1:
+            raise ValueError(f"n_mc must be a positive integer (Monte-Carlo draws per row), got {n_mc!r}.")
+        torch = import_torch()
+        X, y = check_fit_input(X, y, self.n_classes_, min_rows=1)
+        if X.shape[1] != self.n_features_:
+            raise ValueError(f"X has {X.shape[1]} features; the model was fitted on {self.n_features_}.")
+        g = torch_generator(check_random_state(random_state), self.device_)
+        dev = self.device_
+        x_in = self._encoder_input(np.asarray(X, dtype=float))
+        x_target = X if self.counts else x_in
+        log_lib = np.log(np.maximum(np.asarray(X).sum(1), 1.0)) if self.counts else np.zeros(len(X))
+        tx_in = torch.as_tensor(x_in, dtype=torch.float32, device=dev)
+        tx_t = torch.as_tensor(np.asarray(x_target, dtype=float), dtype=torch.float32, device=dev)
+        tlib = torch.as_tensor(log_lib, dtype=torch.float32, device=dev)
+        toh = one_hot(y, self.n_classes_, dev)
+        total = np.zeros(len(X))
+        with torch.no_grad():
+            for _ in range(int(n_mc)):
+                noise = torch.randn(len(X), self.latent_dim, generator=g, device=dev)
+                total += (
+                    self._neg_elbo(torch, self.model_, tx_in, toh, noise, tx_t, tlib, self.beta).double().cpu().numpy()
+                )
+        return total / int(n_mc)
+
+    def params(self) -> dict:
+        out = super().params()
+        out.update(likelihood=self.likelihood, beta=self.beta)
+        if self.counts:
+            out["library_range"] = list(self.library_range)
+            out.pop("value_range")
+            out.pop("standardize")
+        return out
