@@ -40,22 +40,34 @@ def histogram_intersection(real: np.ndarray, other: np.ndarray, bins: int = 50) 
         )
     if not isinstance(bins, int | np.integer) or bins < 1:
         raise ValueError(f"bins must be a positive integer, got {bins!r}.")
+    lo, width = _real_range(real)
+    return _intersection(_scale(real, lo, width), _scale(other, lo, width), bins)
+
+
+def _real_range(real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lo = real.min(axis=0)
     width = real.max(axis=0) - lo
     width[width <= 0] = 1.0
-    p_real = _binned_frequencies(real, lo, width, bins)
-    p_other = _binned_frequencies(other, lo, width, bins)
-    return np.minimum(p_real, p_other).sum(axis=1)
+    return lo, width
 
 
-def _binned_frequencies(X: np.ndarray, lo: np.ndarray, width: np.ndarray, bins: int) -> np.ndarray:
-    """Frequencies (d x bins) of the scaled values per gene; out-of-range values are dropped (not renormalised)."""
-    n, d = X.shape
-    scaled = (X - lo) / width
-    inside = (scaled >= 0) & (scaled <= 1)
-    idx = np.minimum(np.floor(scaled * bins), bins - 1)
-    flat = (idx + np.arange(d) * bins)[inside].astype(np.int64)
-    return np.bincount(flat, minlength=d * bins).reshape(d, bins) / n
+def _scale(X: np.ndarray, lo: np.ndarray, width: np.ndarray) -> np.ndarray:
+    return (np.asarray(X, dtype=np.float64) - lo) / width
+
+
+def _frequencies(scaled: np.ndarray, bins: int) -> np.ndarray:
+    """Bin frequencies (d x bins) of min-max scaled values; values outside [0, 1] go to a dropped extra bin."""
+    n, d = scaled.shape
+    idx = np.floor(scaled * bins)
+    np.minimum(idx, bins - 1, out=idx)  # 1.0 (the real maximum) falls into the last bin
+    idx[(scaled < 0) | (scaled > 1)] = bins  # the extra "outside" bin
+    idx += np.arange(d) * (bins + 1)
+    counts = np.bincount(idx.astype(np.int64).ravel(), minlength=d * (bins + 1)).reshape(d, bins + 1)
+    return counts[:, :bins] / n
+
+
+def _intersection(scaled_real: np.ndarray, scaled_other: np.ndarray, bins: int) -> np.ndarray:
+    return np.minimum(_frequencies(scaled_real, bins), _frequencies(scaled_other, bins)).sum(axis=1)
 
 
 def histogram_overlap(
@@ -76,9 +88,16 @@ def histogram_overlap(
     -------
     Tidy frame, one row per bin count (``variant`` ``"bins=25"`` etc.).
     """
+    lo, width = _real_range(real.X)
+    scaled = {"real": _scale(real.X, lo, width), "syn": _scale(syn.X, lo, width)}
+    if holdout is not None:
+        scaled["holdout"] = _scale(holdout.X, lo, width)
     rows = []
     for b in bins:
-        value = float(histogram_intersection(real.X, syn.X, b).mean())
-        ref = float(histogram_intersection(real.X, holdout.X, b).mean()) if holdout is not None else np.nan
+        p_real = _frequencies(scaled["real"], b)
+        value = float(np.minimum(p_real, _frequencies(scaled["syn"], b)).sum(axis=1).mean())
+        ref = np.nan
+        if holdout is not None:
+            ref = float(np.minimum(p_real, _frequencies(scaled["holdout"], b)).sum(axis=1).mean())
         rows.append({"metric": "histogram_overlap", "variant": f"bins={b}", "value": value, "reference": ref})
     return tidy(rows)

@@ -1,0 +1,103 @@
+"""Nearest-neighbour distances between synthetic and real records (fidelity and memorisation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ._base import EvalData, tidy
+
+__all__ = ["knn_distances", "knn_distance"]
+
+
+def knn_distances(query: np.ndarray, ref: np.ndarray, k: int = 10, *, chunk_size: int = 2048) -> np.ndarray:
+    """Euclidean distances from each row of ``query`` to its ``k`` nearest rows of ``ref``, sorted ascending.
+
+    Candidates are found blockwise with float32 BLAS (``|a|^2 + |b|^2 - 2 a.b``); the distances of the selected
+    neighbours are then recomputed exactly in float64, so identical records give distance 0. Memory is
+    ``O(chunk_size * n_ref)``.
+
+    Returns
+    -------
+    Array ``(n_query, k)``.
+    """
+    query = np.asarray(query, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    if query.ndim != 2 or ref.ndim != 2 or query.shape[1] != ref.shape[1]:
+        raise ValueError(f"query and ref must be 2-D with the same number of columns, got {query.shape}, {ref.shape}.")
+    if not 1 <= k <= ref.shape[0]:
+        raise ValueError(f"k must be between 1 and the number of reference rows ({ref.shape[0]}), got {k}.")
+    ref32 = ref.astype(np.float32)
+    ref_sq = np.einsum("ij,ij->i", ref32, ref32)
+    out = np.empty((query.shape[0], k))
+    for start in range(0, query.shape[0], chunk_size):
+        q = query[start : start + chunk_size]
+        q32 = q.astype(np.float32)
+        d2 = ref_sq[None, :] - 2.0 * (q32 @ ref32.T)
+        d2 += np.einsum("ij,ij->i", q32, q32)[:, None]
+        # a few extra candidates guard against float32 rounding near the k-th neighbour
+        m = min(ref.shape[0], k + 5)
+        cand = np.argpartition(d2, m - 1, axis=1)[:, :m] if m < ref.shape[0] else np.tile(np.arange(m), (len(q), 1))
+        exact = np.empty(cand.shape)
+        for s in range(0, len(q), 128):  # exact float64 distances of the candidates, in small blocks
+            diff = q[s : s + 128, None, :] - ref[cand[s : s + 128]]
+            exact[s : s + 128] = np.sqrt(np.einsum("ikd,ikd->ik", diff, diff))
+        out[start : start + len(q)] = np.sort(exact, axis=1)[:, :k]
+    return out
+
+
+def knn_distance(
+    real: EvalData,
+    syn: EvalData,
+    *,
+    holdout: EvalData | None = None,
+    k: int = 10,
+) -> pd.DataFrame:
+    """Mean k-nearest-neighbour and closest-record distances of synthetic samples to real train and holdout.
+
+    Rows (``variant``; mean over the query samples of the mean distance to their ``k`` nearest neighbours, or of
+    the distance to the closest record, DCR):
+
+    ``knn_to_holdout``
+        synthetic -> real holdout; ``reference`` real train -> holdout (how close real data from the same source
+        get; a value near the reference is good, much larger means poor fidelity).
+    ``knn_to_train``
+        synthetic -> real train; ``reference`` holdout -> train.
+    ``dcr_to_train`` / ``dcr_to_holdout``
+        distance to the closest record, same references. A synthetic DCR to train far below the reference (and
+        below the DCR to holdout) signals copied training records.
+    ``share_closer_to_train``
+        fraction of synthetic samples whose DCR to train is smaller than to holdout (ties count half); 1 for copies
+        of training records. ``reference`` ``n_train / (n_train + n_holdout)``: for a sample exchangeable with the
+        real records (drawn from the real distribution, independent of the training set), its closest record in
+        train u holdout is equally likely any of them. In high dimensions a few "hub" records are the nearest
+        neighbour of many samples, so the share varies a lot between splits (a fresh real sample scored
+        0.87 against 0.80 on simulated 10k x 2k counts, 0.55 against 0.60 on Kang PBMCs); read it with the DCRs.
+
+    Lower distances are not always better: the closer to the reference the better.
+
+    Distances are Euclidean on all genes, as in the reference study. (A projection fitted on the training data,
+    e.g. PCA, would make training records special and bias the train-vs-holdout comparisons.)
+    """
+    if holdout is None:
+        raise ValueError("knn_distance needs a real holdout (holdout=) to compare train and unseen real data.")
+    if k > min(real.X.shape[0], holdout.X.shape[0]):
+        raise ValueError(f"k={k} is larger than the real train ({real.X.shape[0]}) or holdout ({holdout.X.shape[0]}).")
+    R, S, H = real.X, syn.X, holdout.X
+    syn_hold = knn_distances(S, H, k)
+    syn_train = knn_distances(S, R, k)
+    train_hold = knn_distances(R, H, k)
+    hold_train = knn_distances(H, R, k)
+    dcr_t, dcr_h = syn_train[:, 0], syn_hold[:, 0]
+    n_t, n_h = real.X.shape[0], holdout.X.shape[0]
+    share = float(np.mean((dcr_t < dcr_h) + 0.5 * (dcr_t == dcr_h)))
+    rows = [
+        ("knn_to_holdout", syn_hold.mean(), train_hold.mean()),
+        ("knn_to_train", syn_train.mean(), hold_train.mean()),
+        ("dcr_to_holdout", dcr_h.mean(), train_hold[:, 0].mean()),
+        ("dcr_to_train", dcr_t.mean(), hold_train[:, 0].mean()),
+        ("share_closer_to_train", share, n_t / (n_t + n_h)),
+    ]
+    return tidy(
+        [{"metric": "knn_distance", "variant": v, "value": float(a), "reference": float(b)} for v, a, b in rows]
+    )

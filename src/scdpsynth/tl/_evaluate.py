@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from .. import _validation as V
+from .._utils import check_random_state, child_seed
+from ..metrics import registry
+from ..metrics._base import TIDY_COLUMNS, EvalData
+
+logger = logging.getLogger("scdpsynth")
+
+_TARGET_SUM = 1e4
+
+
+def _default_groupby(adata_syn) -> str | None:
+    meta = adata_syn.uns.get("scdpsynth", {})
+    g = meta.get("params", {}).get("groupby") if isinstance(meta, dict) else None
+    if g is None or (isinstance(g, str) and g == "None" and "None" not in adata_syn.obs.columns):
+        return None
+    return str(g)
+
+
+def _aligned_matrix(adata, genes: pd.Index, layer: str | None, name: str):
+    """The expression matrix of ``adata`` with columns in the order of ``genes``."""
+    if not adata.var_names.is_unique:
+        raise ValueError(f"{name} has duplicate var_names; run {name}.var_names_make_unique() first.")
+    if layer is not None and name == "adata_syn" and layer not in adata.layers:
+        layer = None  # synthetic data from tl.generate keep their matrix in X
+    X = V.get_matrix(adata, layer)
+    if adata.var_names.equals(genes):
+        return X
+    missing, extra = genes.difference(adata.var_names), adata.var_names.difference(genes)
+    if len(missing) or len(extra):
+        raise ValueError(
+            f"{name} and adata_real have different genes ({len(missing)} missing, e.g. {list(missing[:5])}; "
+            f"{len(extra)} extra, e.g. {list(extra[:5])}). Subset both to the shared genes first, e.g. "
+            f"{name} = {name}[:, adata_real.var_names.intersection({name}.var_names)].copy() and the same for "
+            "adata_real."
+        )
+    return X[:, adata.var_names.get_indexer(genes)]
+
+
+def _log_normalise(X) -> np.ndarray:
+    """``log1p`` of counts scaled to ``1e4`` per row (scanpy's normalize_total + log1p); empty rows stay 0."""
+    totals = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    scale = np.divide(_TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
+    if sparse.issparse(X):
+        return np.log1p(sparse.diags(scale) @ X.astype(np.float64)).toarray()
+    return np.log1p(np.asarray(X, dtype=np.float64) * scale[:, None])
+
+
+def _labels(adata, groupby: str, classes: pd.Index, name: str) -> np.ndarray:
+    if groupby not in adata.obs.columns:
+        raise KeyError(
+            f"groupby={groupby!r} is not a column of {name}.obs. Available: {list(adata.obs.columns)}; "
+            "pass groupby= naming the class column present in all inputs."
+        )
+    col = adata.obs[groupby]
+    if col.isna().any():
+        raise ValueError(f"{name}.obs[{groupby!r}] has missing labels; drop those rows first.")
+    codes = classes.get_indexer(col.astype(str))
+    if (codes < 0).any():
+        unknown = sorted(set(col.astype(str)[codes < 0]))
+        raise ValueError(
+            f"{name}.obs[{groupby!r}] has classes not in adata_real: {unknown[:5]}. Class names must match; drop "
+            f"those rows, e.g. {name} = {name}[{name}.obs[{groupby!r}].isin(adata_real.obs[{groupby!r}])].copy()."
+        )
+    return codes.astype(np.int64)
+
+
+def _eval_data(adata, genes, layer, name, *, counts_input: bool, groupby, classes) -> EvalData:
+    X = _aligned_matrix(adata, genes, layer, name)
+    V.check_finite(X, f"{name} expression matrix")
+    if counts_input:
+        values = X.data if sparse.issparse(X) else np.asarray(X)
+        if values.size and values.min() < 0:
+            raise ValueError(
+                f"adata_real holds counts but {name} has negative values; both must be on the same scale "
+                "(raw counts, as tl.generate returns them for count input)."
+            )
+        Xa = _log_normalise(X)
+    else:
+        Xa = V.to_dense(X)
+    y = None if groupby is None else _labels(adata, groupby, classes, name)
+    names = [] if classes is None else [str(c) for c in classes]
+    return EvalData(X=Xa, y=y, classes=names, genes=list(map(str, genes)), counts=X)
+
+
+def _select(metrics, *, has_holdout: bool, has_labels: bool) -> list[str]:
+    explicit = not (isinstance(metrics, str) and metrics == "all")
+    names = [metrics] if isinstance(metrics, str) and explicit else metrics
+    names = registry.names() if not explicit else [registry.check(m) for m in names]
+    chosen = []
+    for m in names:
+        info = registry.info(m)
+        if info.get("needs_holdout") and not has_holdout:
+            if explicit:
+                raise ValueError(f"Metric {m!r} needs a real holdout: pass holdout= (see pp.train_holdout_split).")
+            logger.info("Skipping metric %r: it needs a real holdout (pass holdout=).", m)
+            continue
+        if info.get("needs_labels") and not has_labels:
+            if explicit:
+                raise ValueError(f"Metric {m!r} needs class labels: pass groupby= (a column of obs).")
+            logger.info("Skipping metric %r: it needs class labels (pass groupby=).", m)
+            continue
+        chosen.append(m)
+    return chosen
+
+
+def _serialisable_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Make every column h5ad-writable: text columns as str (missing -> ''), the rest as float/bool."""
+    out = df.reset_index(drop=True).copy()
+    out["variant"] = out["variant"].fillna("")
+    out["group"] = out["group"].fillna("all")
+    for col in out.columns:
+        s = out[col]
+        if pd.api.types.is_bool_dtype(s) and col not in ("value", "reference"):
+            out[col] = s.astype(bool)
+        elif col in ("value", "reference") or pd.api.types.is_numeric_dtype(s):
+            out[col] = pd.to_numeric(s, errors="raise").astype(np.float64)
+        else:
+            out[col] = s.fillna("").astype(str)
+    return out
+
+
+def evaluate(
+    adata_real,
+    adata_syn,
+    *,
+    holdout=None,
+    metrics="all",
+    groupby: str | None = None,
+    layer: str | None = None,
+    key_added: str = "scdpsynth_eval",
+    random_state=0,
+    copy: bool = False,
+    metric_kwargs: dict[str, dict] | None = None,
+):
+    """Evaluate synthetic data against the real training data (and a real holdout) with registered metrics.
+
+    Parameters
+    ----------
+    adata_real
+        Real *training* data: what the generator was fitted on. Not modified.
+    adata_syn
+        Synthetic data (e.g. from :func:`scdpsynth.tl.generate`), with the same genes (``var_names``; order may
+        differ) and, for labelled metrics, class labels in ``obs[groupby]`` named like the real ones.
+    holdout
+        Real data the generator did not see (AnnData, see :func:`scdpsynth.pp.train_holdout_split`). Metrics that
+        need it (``ml_efficacy``, ``knn_distance``) are skipped without it (or raise if asked for by name); others
+        use it for their ``reference`` column.
+    metrics
+        ``"all"`` or a list of metric names; see :func:`scdpsynth.tl.list_metrics`.
+    groupby
+        Column of ``obs`` with class labels. Default: the ``groupby`` used by ``tl.generate``
+        (``adata_syn.uns["scdpsynth"]["params"]["groupby"]``); no labels if none is found.
+    layer
+        Layer of ``adata_real`` / ``holdout`` (and of ``adata_syn`` if it has it, else its ``X``) to use.
+    key_added
+        Key in ``adata_syn.uns`` for the result.
+    random_state
+        Seed (int or :class:`numpy.random.Generator`) passed to metrics with randomness (e.g. Leiden).
+    copy
+        If True, leave ``adata_syn`` untouched and return a copy of it holding the result.
+    metric_kwargs
+        Extra keyword arguments per metric, e.g. ``{"knn_distance": {"k": 5}}``.
+
+    Returns
+    -------
+    The tidy DataFrame (columns ``metric, variant, group, value, reference``) also written to
+    ``adata_syn.uns[key_added]``; with ``copy=True`` the copy of ``adata_syn`` instead.
+
+    Notes
+    -----
+    If ``adata_real`` holds raw counts, all three inputs are transformed the same way before the metrics see them:
+    ``log1p`` of counts normalised to 10,000 per row. Other data (e.g. log2 microarray) are used as they are.
+    """
+    metric_kwargs = dict(metric_kwargs or {})
+    for name in metric_kwargs:
+        registry.check(name)
+    if groupby is None:
+        groupby = _default_groupby(adata_syn)
+    genes = adata_real.var_names
+    if not genes.is_unique:
+        raise ValueError("adata_real has duplicate var_names; run adata_real.var_names_make_unique() first.")
+    X_real = V.get_matrix(adata_real, layer)
+    counts_input = V.is_counts(X_real)
+    classes = None
+    if groupby is not None:
+        _, classes = V.check_categorical(adata_real, groupby, what="groupby")
+        classes = pd.Index([str(c) for c in classes])
+    chosen = _select(metrics, has_holdout=holdout is not None, has_labels=groupby is not None)
+
+    kw = {"counts_input": counts_input, "groupby": groupby, "classes": classes}
+    real = _eval_data(adata_real, genes, layer, "adata_real", **kw)
+    syn = _eval_data(adata_syn, genes, layer, "adata_syn", **kw)
+    hold = _eval_data(holdout, genes, layer, "holdout", **kw) if holdout is not None else None
+
+    rng = check_random_state(random_state)
+    seed = int(random_state) if isinstance(random_state, int | np.integer) else child_seed(rng)
+    frames = []
+    for m in chosen:
+        fn = registry.get(m)
+        kwargs = dict(metric_kwargs.get(m, {}))
+        if "random_state" in inspect.signature(fn).parameters:
+            kwargs.setdefault("random_state", seed)
+        t0 = time.perf_counter()
+        df = fn(real, syn, holdout=hold, **kwargs)
+        logger.info("Metric %s: %d rows in %.2f s", m, len(df), time.perf_counter() - t0)
+        missing = [c for c in TIDY_COLUMNS if c not in df.columns]
+        if missing:
+            raise RuntimeError(f"Metric {m!r} returned a frame without the tidy columns {missing}; use metrics.tidy().")
+        frames.append(df.assign(metric=m))
+    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TIDY_COLUMNS)
+    result = _serialisable_frame(result)
+    target = adata_syn.copy() if copy else adata_syn
+    target.uns[key_added] = result
+    return target if copy else result
