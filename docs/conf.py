@@ -1,10 +1,18 @@
 """Sphinx configuration for scdpsynth."""
 
+import shutil
 from importlib.metadata import version as _version
+from pathlib import Path
+
+# the tutorial notebooks live in ../notebooks (committed with outputs); copy them next to the docs sources
+_nb_src, _nb_dst = Path(__file__).parent.parent / "notebooks", Path(__file__).parent / "_notebooks"
+_nb_dst.mkdir(exist_ok=True)
+for _nb in _nb_src.glob("*.ipynb"):
+    shutil.copy2(_nb, _nb_dst / _nb.name)
 
 project = "scdpsynth"
 author = "scdpsynth developers"
-copyright = "2026, scdpsynth developers"  # noqa: A001
+copyright = "2026, scdpsynth developers"
 release = _version("scdpsynth")
 
 extensions = [

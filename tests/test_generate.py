@@ -201,3 +201,9 @@ class TestDatasets:
     def test_missing_dir(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="kang_se_muscat"):
             sd.datasets.kang_pbmc(path=tmp_path)
+
+
+def test_return_generator_draws_more(kang_small):
+    syn, gen = sd.tl.generate(kang_small, "ron_gauss", eps=1.0, groupby="cell_type", return_generator=True)
+    assert gen.fitted_ and gen.privacy_report()["eps_spent"] == syn.uns["scdpsynth"]["privacy"]["eps_spent"]
+    assert gen.sample([2, 0, 1, 0, 0]).shape == (3, kang_small.n_vars)

@@ -42,6 +42,7 @@ def generate(
     key_added: str = "scdpsynth",
     layer_added: str | None = None,
     random_state=0,
+    return_generator: bool = False,
     **method_kwargs,
 ):
     """Generate a differentially private synthetic version of ``adata``.
@@ -76,14 +77,18 @@ def generate(
         ``adata.layers[layer_added]``, row-aligned by label (each real row gets a synthetic row of the same class).
     random_state
         Seed or :class:`numpy.random.Generator`. Same seed, same output.
+    return_generator
+        Also return the fitted generator object (array API), e.g. for a white-box attack
+        (``tl.attack(..., generator=gen)``) or to draw more samples. It is a Python object only: it may hold
+        quantities listed in the privacy scope (e.g. observed gene ranges) and is never written to the AnnData.
     **method_kwargs
         Hyper-parameters of the method.
 
     Returns
     -------
-    A new AnnData with the synthetic matrix (counts stay integer counts), ``obs[groupby]`` labels, the real
-    ``var_names`` and ``uns[key_added]`` holding method, params, privacy (eps, delta, eps_spent, accountant, unit,
-    scope), seed and version.
+    ``(syn, generator)`` if ``return_generator`` else ``syn``: a new AnnData with the synthetic matrix (counts stay
+    integer counts), ``obs[groupby]`` labels, the real ``var_names`` and ``uns[key_added]`` holding method, params,
+    privacy (eps, delta, eps_spent, accountant, unit, scope), seed and version.
     """
     import anndata as ad
 
@@ -180,7 +185,7 @@ def generate(
         aligned = Xs[np.argsort(order)]  # synthetic row j goes to real row order[j]
         adata.layers[layer_added] = aligned
         logger.info("Wrote synthetic matrix (label-aligned) to adata.layers[%r]", layer_added)
-    return syn
+    return (syn, gen) if return_generator else syn
 
 
 def _serialisable(d: dict) -> dict:
