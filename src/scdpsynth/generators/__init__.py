@@ -11,5 +11,47 @@ registry.register(
     data="continuous",
     units="sample",
 )
+registry.register(
+    "private_pgm",
+    "scdpsynth.generators.private_pgm:PrivatePGM",
+    "Private-PGM: noisy quantile-bin marginals (gene x label) + graphical-model estimation (McKenna et al. 2019)",
+    data="continuous",
+    units="sample",
+)
+registry.register(
+    "privsyn",
+    "scdpsynth.generators.privsyn:PrivSyn",
+    "PrivSyn: noisy quantile-bin marginals, consistency + GUM synthesis (Zhang et al. 2021)",
+    data="continuous",
+    units="sample",
+)
+registry.register(
+    "copula",
+    "scdpsynth.generators.copula:CopulaGenerator",
+    "scDesign2-style Gaussian copula per cell type with Poisson/NB/ZINB count marginals; DP moments + copula",
+    data="counts",
+    units="sample,donor",
+)
+registry.register(
+    "vine_nmf",
+    "scdpsynth.generators.vine_nmf:VineNMFGenerator",
+    "DP NMF of log-normalised HVGs + truncated C-vine (Frank) per cell type in factor space, NB counts",
+    data="counts",
+    units="sample,donor",
+)
+registry.register(
+    "dp_vae",
+    "scdpsynth.generators.dp_vae:DPVAE",
+    "Class-conditional VAE trained with DP-SGD (opacus); Gaussian decoder, or NB/ZINB for raw counts",
+    data="continuous (counts with likelihood='nb'/'zinb')",
+    units="sample",
+)
+registry.register(
+    "dp_gan",
+    "scdpsynth.generators.dp_gan:DPGAN",
+    "Conditional Wasserstein GAN; DP-SGD critic (opacus), generator DP by post-processing (DPGAN)",
+    data="continuous",
+    units="sample",
+)
 
 __all__ = ["BaseGenerator", "registry"]

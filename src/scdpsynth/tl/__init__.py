@@ -1,6 +1,10 @@
 """Tools: generate synthetic data, evaluate it and attack it (AnnData in, AnnData/DataFrames out)."""
 
+from ._attack import attack
+from ._benchmark import benchmark
+from ._evaluate import evaluate
 from ._generate import generate
 from ._list import list_attacks, list_methods, list_metrics
 
-__all__ = ["generate", "list_attacks", "list_methods", "list_metrics"]
+__all__ = ["attack", "generate", "list_attacks", "list_methods", "list_metrics"]
+__all__ += ["evaluate", "benchmark"]

@@ -1,0 +1,314 @@
+"""scDesign2-style DP Gaussian-copula count generator (per cell type), with cell- or donor-level privacy.
+
+Model (Sun et al. 2021, scDesign2): within each cell type, every gene has its own count marginal (Poisson, NB or
+ZINB, chosen per gene), and the ``n_copula_genes`` most highly expressed genes are tied together by a Gaussian
+copula; the remaining genes are sampled independently from their marginals.
+
+Private fit (all releases are Gaussian mechanisms composed under zCDP in ``self.accountant``; sensitivities are for
+add/remove-one-unit neighbouring, see :mod:`scdpsynth.generators._contribution`; ``m = 1`` for ``unit="sample"``
+and ``m = max_cells_per_donor`` for ``unit="donor"``, where each donor's cells are first subsampled to at most
+``m`` over all cell types):
+
+1. ``counts``: per-type cell counts (``f(x) = 1``), sensitivity ``m``.
+2. ``mean``: per-type sums of ``c = min(x, count_cap)`` with each cell's gene vector clipped to L2 norm
+   ``clip_mean``; sensitivity ``m * clip_mean``.
+3. ``second_moment``: same for ``c**2`` with clip ``clip_sq``; sensitivity ``m * clip_sq``.
+4. ``nonzero``: same for ``1[x > 0]`` with clip ``clip_nonzero``; sensitivity ``m * clip_nonzero``.
+   Means are noisy sums divided by noisy counts; marginals follow by the method of moments
+   (:func:`~scdpsynth.generators._count_marginals.marginals_from_moments`) -- post-processing.
+5. ``copula``: per type, copula genes are the top genes by the *released* mean (post-processing). Each cell's
+   counts are turned into Gaussian scores ``z = Phi^-1(u)`` by the randomised probability integral transform under
+   the released marginals, clipped to L2 norm ``C = score_clip * sqrt(p)``, and the per-type Gram matrices
+   ``sum z z^T`` are released (upper triangle) with sensitivity ``m * C**2``. The noisy covariance is projected to
+   the nearest valid correlation matrix (eigenvalue clipping, then rescaling to a unit diagonal).
+
+Each cell belongs to one cell type, so every release covers all cell types at once (parallel composition for
+cells; for donors the total cap ``m`` bounds the concatenated change, see ``_contribution``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse, special
+
+from ._base import BaseGenerator
+from ._contribution import (
+    cap_cells_per_donor,
+    clip_rows_l2,
+    contribution_bound,
+    grouped_sums,
+    release,
+    sum_sensitivity,
+)
+from ._count_marginals import FAMILIES, CountMarginals, TableSampler, marginals_from_moments
+
+__all__ = ["CopulaGenerator", "dp_count_moments", "nearest_correlation", "normal_scores", "project_mean"]
+
+_U_EPS = 1e-4
+_CHUNK = 10_000  # cells drawn at a time (bounds memory at ~ _CHUNK x n_genes floats)
+_SAFETY = 1.0 - 1e-9  # keeps the composed rho a hair under the budget despite float rounding
+
+
+def nearest_correlation(S: np.ndarray, min_eig: float = 1e-3) -> np.ndarray:
+    """Project a symmetric matrix to a correlation matrix: clip eigenvalues at ``min_eig``, rescale to unit diagonal."""
+    S = 0.5 * (S + S.T)
+    w, V = np.linalg.eigh(S)
+    S = (V * np.maximum(w, min_eig * max(np.abs(w).max(), 1e-12))) @ V.T
+    d = np.sqrt(np.maximum(np.diag(S), 1e-12))
+    R = S / np.outer(d, d)
+    np.fill_diagonal(R, 1.0)
+    return R
+
+
+def project_mean(M: np.ndarray, *, upper: float, norm: float) -> np.ndarray:
+    """Post-process noisy means of per-cell vectors with entries in ``[0, upper]`` and L2 norm ``<= norm``.
+
+    Each row is clipped to ``[0, upper]`` and rescaled into the L2 ball of radius ``norm``: the true means satisfy
+    both constraints, so this only removes noise (no privacy cost).
+    """
+    M = np.clip(M, 0.0, upper)
+    nrm = np.linalg.norm(M, axis=-1, keepdims=True)
+    return M * np.minimum(1.0, norm / np.maximum(nrm, 1e-300))
+
+
+def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, accountant, rng):
+    """Noisy per-type cell counts and means of ``min(x, cap)``, its square and ``1[x > 0]`` (each ``K x d``).
+
+    Releases ``counts`` (sensitivity ``m``) and, for each key of ``clips`` (``"mean"``, ``"second_moment"``,
+    ``"nonzero"``), the per-type sums of the per-cell vectors clipped to L2 norm ``clips[key]`` (sensitivity
+    ``m * clips[key]``), each with budget ``rho[key]``. Means divide by the noisy counts (at least 1) and are
+    projected with :func:`project_mean`.
+    """
+    ones = grouped_sums(np.ones((X.shape[0], 1)), y, K)[:, 0]
+    n = release(ones, sensitivity=sum_sensitivity(1.0, m, neighbouring=neighbouring), rho=rho["counts"],
+                name="counts", accountant=accountant, rng=rng)  # fmt: skip
+    n = np.maximum(n, 1.0)
+    c = X.astype(np.float64)
+    c.data = np.minimum(c.data, count_cap)
+    vectors = {"mean": c, "second_moment": c.multiply(c).tocsr(), "nonzero": (c > 0).astype(np.float64)}
+    upper = {"mean": count_cap, "second_moment": count_cap**2, "nonzero": 1.0}
+    stats = {}
+    for key, clip in clips.items():
+        sums = grouped_sums(clip_rows_l2(vectors[key], clip), y, K)
+        noisy = release(sums, sensitivity=sum_sensitivity(clip, m, neighbouring=neighbouring), rho=rho[key],
+                        name=key, accountant=accountant, rng=rng) / n[:, None]  # fmt: skip
+        stats[key] = project_mean(noisy, upper=upper[key], norm=clip)
+    return n, stats
+
+
+def _check_counts_matrix(X) -> sparse.csr_matrix:
+    X = sparse.csr_matrix(X)
+    if X.nnz and (X.data.min() < 0 or not np.all(X.data == np.round(X.data))):
+        raise ValueError("X must hold raw non-negative integer counts; pass the raw-count layer (layer='counts').")
+    return X
+
+
+def normal_scores(X, marg: CountMarginals, table: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Randomised PIT ``u = F(x - 1) + V (F(x) - F(x - 1))`` under ``marg`` (via its CDF ``table``), then ``Phi^-1``.
+
+    ``X`` is dense ``(n, p)`` counts of the ``p`` genes of ``table`` (shape ``(p, L + 1)``); counts above ``L`` use
+    the last column.
+    """
+    L = table.shape[1] - 1
+    x = np.minimum(np.asarray(X, dtype=np.int64), L)
+    cols = np.arange(table.shape[0])[None, :]
+    hi = table[cols, x]
+    lo = np.where(x > 0, table[cols, np.maximum(x - 1, 0)], 0.0)
+    u = lo + rng.random(x.shape) * (hi - lo)
+    return special.ndtri(np.clip(u, _U_EPS, 1.0 - _U_EPS))
+
+
+class CopulaGenerator(BaseGenerator):
+    """DP Gaussian-copula count generator with per-gene Poisson/NB/ZINB marginals (scDesign2 style).
+
+    Parameters
+    ----------
+    eps, delta, random_state
+        See :class:`~scdpsynth.generators.BaseGenerator`.
+    unit
+        ``"sample"`` (one cell; ``"cell"`` is accepted as an alias) or ``"donor"`` (needs ``donors`` in :meth:`fit`).
+    n_copula_genes
+        Genes per cell type modelled jointly by the copula (the top genes by released mean); others are independent.
+    max_cells_per_donor
+        Donor-level cap ``m``: cells kept per donor (over all cell types); only for ``unit="donor"``.
+    count_cap
+        Per-entry cap on counts before moments are taken (limits the influence of a single huge count).
+    clip_mean, clip_sq, clip_nonzero
+        Per-cell L2 clipping norms of the vectors ``min(x, cap)``, ``min(x, cap)**2`` and ``1[x > 0]``. Defaults
+        suit 10x PBMC-like data (~1-4k UMIs per cell); set them from domain knowledge, not from the private data.
+    score_clip
+        Per-cell L2 clip of the copula Gaussian scores, in units of ``sqrt(n_copula_genes)``.
+    families
+        Marginal families to choose from per gene.
+    dispersion
+        ``"zeros"``: NB size from the released mean and zero fraction (robust under DP); ``"moments"``: from the mean
+        and second moment. See :func:`~scdpsynth.generators._count_marginals.marginals_from_moments`.
+    neighbouring
+        ``"add_remove"`` (default) or ``"replace"`` (doubles every sensitivity).
+    weights
+        Budget shares of the releases ``counts``, ``mean``, ``second_moment``, ``nonzero``, ``copula``.
+    """
+
+    name = "copula"
+    data = "counts"
+    units = ("sample", "donor")
+
+    def __init__(
+        self,
+        *,
+        eps: float | None = None,
+        delta: float = 1e-5,
+        random_state=0,
+        unit: str = "sample",
+        n_copula_genes: int = 100,
+        max_cells_per_donor: int = 256,
+        count_cap: int = 50,
+        clip_mean: float = 150.0,
+        clip_sq: float = 6000.0,
+        clip_nonzero: float = 25.0,
+        score_clip: float = 1.5,
+        families: tuple[str, ...] = FAMILIES,
+        dispersion: str = "zeros",
+        neighbouring: str = "add_remove",
+        weights: dict | None = None,
+    ):
+        super().__init__(eps=eps, delta=delta, random_state=random_state, unit="sample" if unit == "cell" else unit)
+        if int(n_copula_genes) < 0:
+            raise ValueError(f"n_copula_genes must be >= 0, got {n_copula_genes!r}.")
+        for nm, v in (("count_cap", count_cap), ("clip_mean", clip_mean), ("clip_sq", clip_sq),
+                      ("clip_nonzero", clip_nonzero), ("score_clip", score_clip)):  # fmt: skip
+            if not v > 0:
+                raise ValueError(f"{nm} must be > 0, got {v!r}.")
+        self.n_copula_genes = int(n_copula_genes)
+        self.max_cells_per_donor = int(max_cells_per_donor)
+        self.count_cap = int(count_cap)
+        self.clip_mean, self.clip_sq, self.clip_nonzero = float(clip_mean), float(clip_sq), float(clip_nonzero)
+        self.score_clip = float(score_clip)
+        self.families = tuple(families)
+        if dispersion not in ("zeros", "moments"):
+            raise ValueError(f"dispersion must be 'zeros' or 'moments', got {dispersion!r}.")
+        self.dispersion = dispersion
+        self.neighbouring = neighbouring
+        self.weights = {"counts": 0.05, "mean": 0.3, "second_moment": 0.25, "nonzero": 0.15, "copula": 0.25}
+        if weights is not None:
+            unknown = set(weights) - set(self.weights)
+            if unknown:
+                raise ValueError(f"Unknown weights {sorted(unknown)}; allowed keys: {sorted(self.weights)}.")
+            self.weights.update(weights)
+        bad = {k: v for k, v in self.weights.items() if not (np.isfinite(v) and v > 0)}
+        if bad:
+            raise ValueError(f"weights must be finite numbers > 0, got {bad}; lower a share instead of zeroing it.")
+        self.m_ = contribution_bound(self.unit, self.max_cells_per_donor)
+
+    def params(self) -> dict:
+        return {
+            "n_copula_genes": self.n_copula_genes,
+            "max_cells_per_donor": self.max_cells_per_donor if self.unit == "donor" else "None",
+            "count_cap": self.count_cap,
+            "clip_mean": self.clip_mean,
+            "clip_sq": self.clip_sq,
+            "clip_nonzero": self.clip_nonzero,
+            "score_clip": self.score_clip,
+            "families": list(self.families),
+            "dispersion": self.dispersion,
+            "neighbouring": self.neighbouring,
+        }
+
+    # ------------------------------------------------------------------ fitting
+    def _rho(self) -> dict[str, float]:
+        w = {k: v for k, v in self.weights.items() if k != "copula" or self.n_copula_genes >= 2}
+        if not self.private:
+            return {k: np.inf for k in w}
+        return {k: r * _SAFETY for k, r in self.budget.split(**w).items()}
+
+    def _bound(self, X, y, donors):
+        """Rows kept after the donor cap (all rows for ``unit="sample"``)."""
+        if self.unit == "donor":
+            if donors is None:
+                raise ValueError("unit='donor' needs donors= (integer donor codes per cell) in fit().")
+            donors = np.asarray(donors)
+            if donors.shape[0] != X.shape[0]:
+                raise ValueError(f"donors has {donors.shape[0]} entries for {X.shape[0]} cells.")
+            keep = cap_cells_per_donor(donors, self.m_, self.rng)
+            self.scope.append(
+                f"donor-level DP: at most {self.m_} cells per donor used (random subsample), per-cell clipping"
+            )
+            return X[keep], y[keep]
+        return X, y
+
+    def fit(self, X, y, *, n_classes: int, donors=None):
+        X = _check_counts_matrix(X)
+        y = np.asarray(y, dtype=np.int64)
+        self.scope = []
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(f"y has {y.shape[0]} labels for {X.shape[0]} cells.")
+        K, d = int(n_classes), X.shape[1]
+        self.n_genes_ = d
+        rho = self._rho()
+        X, y = self._bound(X, y, donors)
+        n, st = dp_count_moments(
+            X, y, K, m=self.m_, neighbouring=self.neighbouring, count_cap=self.count_cap,
+            clips={"mean": self.clip_mean, "second_moment": self.clip_sq, "nonzero": self.clip_nonzero},
+            rho=rho, accountant=self.accountant, rng=self.rng,
+        )  # fmt: skip
+        self.n_released_ = n
+        self.marginals_ = marginals_from_moments(
+            st["mean"], st["second_moment"], 1.0 - st["nonzero"], families=self.families, dispersion=self.dispersion
+        )
+        self.copula_genes_, self.corr_ = [], []
+        p = min(self.n_copula_genes, d)
+        if p >= 2:
+            self._fit_copula(X, y, K, p, rho["copula"])
+        else:
+            self.copula_genes_ = [np.zeros(0, dtype=np.int64)] * K
+            self.corr_ = [np.zeros((0, 0))] * K
+        self._samplers = [TableSampler(self.marginals_[k]) for k in range(K)]  # post-processing
+        self.scope.append(
+            f"count_cap={self.count_cap} and clipping norms are fixed hyper-parameters (not data-derived)"
+        )
+        self.fitted_ = True
+        return self
+
+    def _fit_copula(self, X, y, K, p, rho):
+        genes = [np.sort(np.argsort(-self.marginals_.mean[k], kind="stable")[:p]) for k in range(K)]
+        self._tables = [self.marginals_[k, g].cdf_table(self._table_len(k, g)) for k, g in enumerate(genes)]
+        clip = self.score_clip * np.sqrt(p)
+        gram = np.zeros((K, p, p))
+        for k in range(K):
+            rows = np.flatnonzero(y == k)
+            if rows.size == 0:
+                continue
+            Z = normal_scores(X[rows][:, genes[k]].toarray(), self.marginals_[k, genes[k]], self._tables[k], self.rng)
+            Z = clip_rows_l2(Z, clip)
+            gram[k] = Z.T @ Z
+        gram = release(gram, sensitivity=sum_sensitivity(clip, self.m_, neighbouring=self.neighbouring, power=2),
+                       rho=rho, name="copula", accountant=self.accountant, rng=self.rng, symmetric=True)  # fmt: skip
+        self.copula_genes_ = genes
+        self.corr_ = [nearest_correlation(gram[k] / self.n_released_[k]) for k in range(K)]
+
+    def _table_len(self, k, genes) -> int:
+        """Support length of the CDF tables: far enough that the largest mean gene's tail is < 1e-6."""
+        mu = float(self.marginals_.mu[k, genes].max()) if len(genes) else 1.0
+        return int(min(max(4 * self.count_cap, 20 * mu, 50), 5000))
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, class_counts) -> sparse.csr_matrix:
+        """Integer CSR counts, ``class_counts[k]`` cells of type ``k`` stacked in type order."""
+        self._check_fitted()
+        class_counts = np.asarray(class_counts, dtype=np.int64)
+        blocks = []
+        for k, nk in enumerate(class_counts):
+            for start in range(0, int(nk), _CHUNK):
+                blocks.append(self._sample_type(k, min(_CHUNK, int(nk) - start)))
+        if not blocks:
+            return sparse.csr_matrix((0, self.n_genes_), dtype=np.int64)
+        return sparse.vstack(blocks, format="csr")
+
+    def _sample_type(self, k: int, n: int) -> sparse.csr_matrix:
+        sampler = self._samplers[k]
+        g = self.copula_genes_[k]
+        if g.size < 2:
+            return sampler.sample(self.rng, n)
+        L = np.linalg.cholesky(self.corr_[k])
+        u = special.ndtr(self.rng.standard_normal((n, g.size)) @ L.T)
+        return sampler.sample(self.rng, n, fixed_cols=g, fixed_u=u)

@@ -1,0 +1,474 @@
+"""DP NMF + truncated C-vine (Frank) count generator, with cell- or donor-level privacy.
+
+Model: highly variable genes (HVGs) are log-normalised (``v = log1p(target_sum * x / library_size)``) and
+compressed by non-negative matrix factorisation ``v ~ w H`` with ``k`` factors; within each cell type the factor
+scores ``w`` follow a truncated C-vine copula with Frank pair copulas over DP histogram marginals. Synthetic cells
+draw ``w`` from the vine and a library size, back-project ``mu = lib * expm1(w H) / target_sum`` and draw NB counts
+whose overdispersion comes from the method of moments. Non-HVGs are drawn independently from their per-gene
+Poisson/NB/ZINB marginals (as in :mod:`~scdpsynth.generators.copula`).
+
+Private fit (Gaussian mechanisms composed under zCDP in ``self.accountant``; add/remove-one-unit sensitivities with
+``m = 1`` cell or ``m = max_cells_per_donor`` cells per donor, see :mod:`scdpsynth.generators._contribution`):
+
+1. ``counts``, ``mean``, ``second_moment``, ``nonzero``: per-type count moments exactly as in the copula generator
+   (:func:`~scdpsynth.generators.copula.dp_count_moments`). HVGs are chosen from these released moments
+   (post-processing: largest variance-to-mean ratio).
+2. ``gram``: ``sum_i v_i v_i^T`` over all cells of the HVG log-normalised vectors clipped to L2 norm
+   ``clip_lognorm``; sensitivity ``m * clip_lognorm**2``. The NMF basis ``H`` is a symmetric NMF of the released
+   second-moment matrix (``G ~ H^T H``, ``H >= 0``) -- post-processing.
+3. ``library``: per-type histograms of ``log10`` library sizes on fixed bins (one-hot per cell); sensitivity ``m``.
+4. ``factor_hist``: per-type, per-factor histograms of the scores ``w`` (NNLS on the released ``H``, clipped to
+   ``[0, clip_lognorm]``; an exact-zero bin plus ``n_bins`` bins); each cell adds ``k`` one-hots, L2 norm
+   ``sqrt(k)``; sensitivity ``m * sqrt(k)``.
+5. ``vine_level_l`` (``l = 1..truncation``): per-type Gram matrices of the Gaussian scores of the level-``l``
+   pseudo-observations (conditional on the previous roots through the released pair copulas), clipped per cell to
+   L2 norm ``score_clip * sqrt(p_l)``; sensitivity ``m * score_clip**2 * p_l``. Each level's root maximises the
+   summed absolute correlation; Frank parameters follow from Kendall's ``tau = 2/pi * arcsin(r)``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from scipy import integrate, sparse, special
+
+from ._base import BaseGenerator
+from ._contribution import cap_cells_per_donor, clip_rows_l2, contribution_bound, grouped_sums, release, sum_sensitivity
+from ._count_marginals import FAMILIES, TableSampler, marginals_from_moments
+from .copula import _CHUNK, _SAFETY, _check_counts_matrix, dp_count_moments, nearest_correlation
+
+__all__ = [
+    "VineNMFGenerator",
+    "cvine_sample",
+    "frank_h",
+    "frank_hinv",
+    "frank_tau",
+    "frank_theta_from_tau",
+    "symmetric_nmf",
+]
+
+_U_EPS = 1e-6
+_THETA_MAX = 35.0
+_LIB_EDGES = np.linspace(1.0, 5.5, 46)  # log10 library size bins: 10 .. ~316k UMIs
+
+
+# --------------------------------------------------------------------------- Frank pair copula
+def frank_h(u, v, theta):
+    """Frank h-function ``h(u | v) = dC(u, v)/dv`` (vectorised; ``theta = 0`` is independence).
+
+    Stable for large ``|theta|``: for ``theta > 0`` numerator and denominator are scaled by ``exp(theta min(u, v))``
+    so every exponential is at most 1; ``theta < 0`` uses ``h(u | v; theta) = h(u | 1 - v; -theta)``.
+    """
+    u, v, theta = np.broadcast_arrays(np.asarray(u, float), np.asarray(v, float), np.asarray(theta, float))
+    small = np.abs(theta) < 1e-8
+    t = np.where(small, 1.0, np.abs(theta))
+    v = np.where(theta < 0, 1.0 - v, v)
+    s = np.minimum(u, v)
+    num = np.exp(-t * (u + v - s)) - np.exp(-t * (v - s))
+    den = np.exp(-t * (1.0 - s)) + np.exp(-t * (u + v - s)) - np.exp(-t * (u - s)) - np.exp(-t * (v - s))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.where(den != 0, num / np.where(den != 0, den, 1.0), u)
+    return np.clip(np.where(small, u, h), 0.0, 1.0)
+
+
+def frank_hinv(w, v, theta):
+    """Inverse in ``u`` of :func:`frank_h`: the ``u`` with ``h(u | v) = w`` (log-space closed form)."""
+    w, v, theta = np.broadcast_arrays(np.asarray(w, float), np.asarray(v, float), np.asarray(theta, float))
+    small = np.abs(theta) < 1e-8
+    t = np.where(small, 1.0, np.abs(theta))
+    v = np.where(theta < 0, 1.0 - v, v)
+    w_ = np.clip(w, 1e-300, 1.0 - 1e-16)
+    log_w, log_1w = np.log(w_), np.log1p(-w_)
+    # u = -(1/t) [log((1-w) e^{-t v} + w e^{-t}) - log(w + (1-w) e^{-t v})]
+    u = -(np.logaddexp(log_1w - t * v, log_w - t) - np.logaddexp(log_w, log_1w - t * v)) / t
+    return np.clip(np.where(small, w, u), 0.0, 1.0)
+
+
+def frank_tau(theta):
+    """Kendall's tau of the Frank copula: ``1 - 4/theta * (1 - D1(theta))`` with the Debye function ``D1``."""
+    theta = float(theta)
+    if abs(theta) < 1e-8:
+        return 0.0
+    t = abs(theta)
+    d1 = integrate.quad(lambda s: s / np.expm1(s) if s > 0 else 1.0, 0.0, t)[0] / t
+    return float(np.sign(theta) * (1.0 - 4.0 / t * (1.0 - d1)))
+
+
+@functools.cache
+def _tau_grid():
+    thetas = np.concatenate([np.linspace(1e-6, 1.0, 50), np.linspace(1.0, _THETA_MAX, 300)[1:]])
+    return thetas, np.array([frank_tau(t) for t in thetas])
+
+
+def frank_theta_from_tau(tau):
+    """Frank parameter for Kendall's ``tau`` (vectorised; grid inversion; ``|theta| <= 35``, pyvinecopulib's bound)."""
+    thetas, taus = _tau_grid()
+    tau = np.clip(np.asarray(tau, float), -taus[-1], taus[-1])
+    return np.sign(tau) * np.interp(np.abs(tau), taus, thetas)
+
+
+# --------------------------------------------------------------------------- NMF pieces
+def symmetric_nmf(G: np.ndarray, k: int, rng: np.random.Generator, n_iter: int = 500) -> np.ndarray:
+    """``H >= 0`` (``k x g``) with ``G ~ H^T H`` (Ding et al. 2005 multiplicative updates, beta = 1/2).
+
+    Negative entries of ``G`` (noise) are set to 0 first. Rows of the result are scaled to unit L2 norm.
+    """
+    G = np.maximum(0.5 * (G + G.T), 0.0)
+    g = G.shape[0]
+    scale = np.sqrt(max(G.mean(), 1e-12) / k)
+    W = rng.uniform(0.5, 1.5, size=(g, k)) * scale
+    for _ in range(n_iter):
+        num = G @ W
+        den = W @ (W.T @ W) + 1e-12
+        W *= 0.5 + 0.5 * num / den
+    H = W.T
+    return H / np.maximum(np.linalg.norm(H, axis=1, keepdims=True), 1e-12)
+
+
+def nnls_scores(V: np.ndarray, H: np.ndarray, n_iter: int = 200) -> np.ndarray:
+    """Non-negative scores ``W`` minimising ``||V - W H||`` for fixed ``H`` (multiplicative updates, V >= 0)."""
+    HHt = H @ H.T
+    VHt = V @ H.T
+    W = np.full((V.shape[0], H.shape[0]), max(float(V.mean()), 1e-3))
+    for _ in range(n_iter):
+        W *= VHt / (W @ HHt + 1e-12)
+    return W
+
+
+# --------------------------------------------------------------------------- histogram marginals
+class _HistMarginal:
+    """Per-(type, factor) distribution: an atom at 0 and piecewise-uniform mass on ``n_bins`` bins of (0, w_max]."""
+
+    def __init__(self, counts: np.ndarray, w_max: float):
+        p = np.maximum(counts, 0.0) + 1e-9
+        self.p = p / p.sum(axis=-1, keepdims=True)  # (..., n_bins + 1), bin 0 = exact zero
+        self.cdf = np.cumsum(self.p, axis=-1)
+        self.edges = np.linspace(0.0, w_max, counts.shape[-1])  # edges of the n_bins continuous bins
+
+    @staticmethod
+    def onehot_bins(W: np.ndarray, w_max: float, n_bins: int) -> np.ndarray:
+        """Bin index per entry: 0 for w == 0, else 1 + floor(w / w_max * n_bins) (clipped)."""
+        b = 1 + np.minimum((W / w_max * n_bins).astype(np.int64), n_bins - 1)
+        return np.where(W <= 1e-10, 0, b)
+
+    def pit(self, W: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``u`` per entry of ``W`` (n x k): uniform within the zero atom, linear within bins."""
+        n_bins = self.p.shape[-1] - 1
+        w_max = self.edges[-1]
+        b = self.onehot_bins(W, w_max, n_bins)
+        cols = np.arange(W.shape[1])[None, :]
+        lo = np.where(b > 0, self.cdf[cols, b - 1], 0.0)
+        frac = np.where(b > 0, np.clip(W / w_max * n_bins - (b - 1), 0.0, 1.0), rng.random(W.shape))
+        return lo + frac * self.p[cols, b]
+
+    def ppf(self, U: np.ndarray) -> np.ndarray:
+        n_bins = self.p.shape[-1] - 1
+        w_max = self.edges[-1]
+        out = np.empty_like(U)
+        for j in range(U.shape[1]):
+            b = np.minimum(np.searchsorted(self.cdf[j], U[:, j]), n_bins)
+            lo = np.where(b > 0, self.cdf[j][b - 1], 0.0)
+            frac = np.clip((U[:, j] - lo) / np.maximum(self.p[j][b], 1e-300), 0.0, 1.0)
+            out[:, j] = np.where(b > 0, (b - 1 + frac) * w_max / n_bins, 0.0)
+        return out
+
+
+def cvine_sample(rng: np.random.Generator, n: int, roots: list, thetas: list, rest: list) -> np.ndarray:
+    """Sample ``n`` points of a truncated C-vine with Frank pair copulas (Aas et al. 2009, Algorithm 1).
+
+    ``roots[l]`` is the root of tree ``l``; ``thetas[l][j]`` the Frank parameter of the pair ``(roots[l], j)`` given
+    ``roots[:l]``; variables in ``rest`` are conditionally independent given the roots beyond the last tree.
+    Returns uniforms ``(n, len(roots) + len(rest))`` indexed by variable.
+    """
+    order = list(roots) + list(rest)
+    T = len(roots)
+    W = rng.random((n, len(order)))  # independent uniforms, one per position in the order
+    U = np.empty((n, len(order)))
+    for pos, var in enumerate(order):
+        u = W[:, pos]
+        for lv in range(min(pos, T) - 1, -1, -1):
+            # F(root_lv | roots before it) is exactly the uniform that generated root_lv
+            u = frank_hinv(u, W[:, lv], thetas[lv][var])
+        U[:, var] = u
+    return U
+
+
+class VineNMFGenerator(BaseGenerator):
+    """DP NMF compression + per-cell-type truncated C-vine (Frank) in factor space + NB counts.
+
+    Parameters
+    ----------
+    eps, delta, random_state
+        See :class:`~scdpsynth.generators.BaseGenerator`.
+    unit
+        ``"sample"`` (one cell; ``"cell"`` accepted) or ``"donor"`` (needs ``donors`` in :meth:`fit`).
+    n_factors
+        NMF rank ``k``.
+    n_hvg
+        Highly variable genes modelled through the factors.
+    truncation
+        Number of C-vine trees fitted; deeper trees are independence copulas.
+    max_cells_per_donor
+        Donor-level cap ``m`` (cells per donor over all types; ``unit="donor"`` only).
+    target_sum
+        Library size the log-normalisation scales to.
+    clip_lognorm
+        Per-cell L2 clip of the log-normalised HVG vector; also the upper bound of factor scores.
+    n_bins
+        Histogram bins (besides the zero atom) of each factor's marginal.
+    score_clip
+        Per-cell L2 clip of vine Gaussian scores, in units of ``sqrt(number of variables)``.
+    count_cap, clip_mean, clip_sq, clip_nonzero, families, dispersion, neighbouring
+        As in :class:`~scdpsynth.generators.copula.CopulaGenerator`.
+    weights
+        Budget shares of ``counts``, ``mean``, ``second_moment``, ``nonzero``, ``gram``, ``library``,
+        ``factor_hist`` and ``vine`` (split evenly over the fitted trees).
+    """
+
+    name = "vine_nmf"
+    data = "counts"
+    units = ("sample", "donor")
+
+    def __init__(
+        self,
+        *,
+        eps: float | None = None,
+        delta: float = 1e-5,
+        random_state=0,
+        unit: str = "sample",
+        n_factors: int = 10,
+        n_hvg: int = 200,
+        truncation: int = 2,
+        max_cells_per_donor: int = 256,
+        target_sum: float = 1e4,
+        clip_lognorm: float = 35.0,
+        n_bins: int = 32,
+        score_clip: float = 1.5,
+        count_cap: int = 50,
+        clip_mean: float = 150.0,
+        clip_sq: float = 6000.0,
+        clip_nonzero: float = 25.0,
+        families: tuple[str, ...] = FAMILIES,
+        dispersion: str = "zeros",
+        neighbouring: str = "add_remove",
+        weights: dict | None = None,
+    ):
+        super().__init__(eps=eps, delta=delta, random_state=random_state, unit="sample" if unit == "cell" else unit)
+        ints = {"n_factors": n_factors, "n_hvg": n_hvg, "n_bins": n_bins, "count_cap": count_cap}
+        for nm, v in ints.items():
+            if int(v) < 1:
+                raise ValueError(f"{nm} must be a positive integer, got {v!r}.")
+        if int(truncation) < 0:
+            raise ValueError(f"truncation must be >= 0, got {truncation!r}.")
+        for nm, v in (("target_sum", target_sum), ("clip_lognorm", clip_lognorm), ("score_clip", score_clip),
+                      ("clip_mean", clip_mean), ("clip_sq", clip_sq), ("clip_nonzero", clip_nonzero)):  # fmt: skip
+            if not v > 0:
+                raise ValueError(f"{nm} must be > 0, got {v!r}.")
+        self.n_factors, self.n_hvg, self.truncation = int(n_factors), int(n_hvg), int(truncation)
+        self.max_cells_per_donor = int(max_cells_per_donor)
+        self.target_sum, self.clip_lognorm, self.n_bins = float(target_sum), float(clip_lognorm), int(n_bins)
+        self.score_clip, self.count_cap = float(score_clip), int(count_cap)
+        self.clips = {"mean": float(clip_mean), "second_moment": float(clip_sq), "nonzero": float(clip_nonzero)}
+        self.families, self.neighbouring = tuple(families), neighbouring
+        if dispersion not in ("zeros", "moments"):
+            raise ValueError(f"dispersion must be 'zeros' or 'moments', got {dispersion!r}.")
+        self.dispersion = dispersion
+        self.weights = {"counts": 0.03, "mean": 0.17, "second_moment": 0.12, "nonzero": 0.08, "gram": 0.2,
+                        "library": 0.05, "factor_hist": 0.15, "vine": 0.2}  # fmt: skip
+        if weights is not None:
+            unknown = set(weights) - set(self.weights)
+            if unknown:
+                raise ValueError(f"Unknown weights {sorted(unknown)}; allowed keys: {sorted(self.weights)}.")
+            self.weights.update(weights)
+        bad = {k: v for k, v in self.weights.items() if not (np.isfinite(v) and v > 0)}
+        if bad:
+            raise ValueError(f"weights must be finite numbers > 0, got {bad}; lower a share instead of zeroing it.")
+        self.m_ = contribution_bound(self.unit, self.max_cells_per_donor)
+
+    def params(self) -> dict:
+        return {
+            "n_factors": self.n_factors,
+            "n_hvg": self.n_hvg,
+            "truncation": self.truncation,
+            "max_cells_per_donor": self.max_cells_per_donor if self.unit == "donor" else "None",
+            "target_sum": self.target_sum,
+            "clip_lognorm": self.clip_lognorm,
+            "n_bins": self.n_bins,
+            "score_clip": self.score_clip,
+            "count_cap": self.count_cap,
+            **{f"clip_{k}": v for k, v in self.clips.items()},
+            "families": list(self.families),
+            "dispersion": self.dispersion,
+            "neighbouring": self.neighbouring,
+        }
+
+    def _rho(self, n_levels: int) -> dict[str, float]:
+        w = dict(self.weights)
+        vine = w.pop("vine")
+        if n_levels:
+            w.update({f"vine_level_{lv + 1}": vine / n_levels for lv in range(n_levels)})
+        if not self.private:
+            return {k: np.inf for k in w}
+        return {k: r * _SAFETY for k, r in self.budget.split(**w).items()}
+
+    def _sens(self, clip: float, power: int = 1) -> float:
+        return sum_sensitivity(clip, self.m_, neighbouring=self.neighbouring, power=power)
+
+    def fit(self, X, y, *, n_classes: int, donors=None):
+        X = _check_counts_matrix(X)
+        y = np.asarray(y, dtype=np.int64)
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(f"y has {y.shape[0]} labels for {X.shape[0]} cells.")
+        self.scope = []
+        K, d = int(n_classes), X.shape[1]
+        k = min(self.n_factors, self.n_hvg, d)
+        n_levels = min(self.truncation, k - 1)
+        rho = self._rho(n_levels)
+        if self.unit == "donor":
+            if donors is None:
+                raise ValueError("unit='donor' needs donors= (integer donor codes per cell) in fit().")
+            if np.asarray(donors).shape[0] != X.shape[0]:
+                raise ValueError(f"donors has {np.asarray(donors).shape[0]} entries for {X.shape[0]} cells.")
+            keep = cap_cells_per_donor(np.asarray(donors), self.m_, self.rng)
+            X, y = X[keep], y[keep]
+            self.scope.append(
+                f"donor-level DP: at most {self.m_} cells per donor used (random subsample), per-cell clipping"
+            )
+        acc, rng = self.accountant, self.rng
+        self.n_genes_ = d
+        # 1. count moments -> marginals, HVGs
+        n, st = dp_count_moments(X, y, K, m=self.m_, neighbouring=self.neighbouring, count_cap=self.count_cap,
+                                 clips=self.clips, rho=rho, accountant=acc, rng=rng)  # fmt: skip
+        self.n_released_ = n
+        self.marginals_ = marginals_from_moments(st["mean"], st["second_moment"], 1.0 - st["nonzero"],
+                                                 families=self.families, dispersion=self.dispersion)  # fmt: skip
+        w = n / n.sum()
+        m1 = w @ st["mean"]
+        var = w @ st["second_moment"] - m1**2
+        score = np.where(m1 > 1e-3, var / np.maximum(m1, 1e-3), -np.inf)
+        self.hvg_ = np.sort(np.argsort(-score, kind="stable")[: min(self.n_hvg, d)])
+        self.k_ = k
+        # 2. log-normalised HVGs -> DP Gram -> symmetric NMF basis
+        lib = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+        V = X[:, self.hvg_].astype(np.float64).toarray()
+        V = np.log1p(V * (self.target_sum / np.maximum(lib, 1.0))[:, None])
+        V = clip_rows_l2(V, self.clip_lognorm)
+        G = release(V.T @ V, sensitivity=self._sens(self.clip_lognorm, 2), rho=rho["gram"], name="gram",
+                    accountant=acc, rng=rng, symmetric=True) / n.sum()  # fmt: skip
+        self.H_ = symmetric_nmf(G, k, rng)
+        # 3. library sizes
+        lb = np.clip(np.digitize(np.log10(np.maximum(lib, 1.0)), _LIB_EDGES) - 1, 0, len(_LIB_EDGES) - 2)
+        onehot = sparse.csr_matrix((np.ones(lb.size), (np.arange(lb.size), lb)), shape=(lb.size, len(_LIB_EDGES) - 1))
+        lib_hist = release(grouped_sums(onehot, y, K), sensitivity=self._sens(1.0), rho=rho["library"],
+                           name="library", accountant=acc, rng=rng)  # fmt: skip
+        lib_hist = np.maximum(lib_hist, 0.0) + 1e-9
+        self.lib_p_ = lib_hist / lib_hist.sum(axis=1, keepdims=True)
+        # 4. factor scores and their histograms
+        W = np.clip(nnls_scores(V, self.H_), 0.0, self.clip_lognorm)
+        B = _HistMarginal.onehot_bins(W, self.clip_lognorm, self.n_bins)
+        cols = (B + np.arange(k)[None, :] * (self.n_bins + 1)).ravel()
+        rows = np.repeat(np.arange(W.shape[0]), k)
+        onehot = sparse.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(W.shape[0], k * (self.n_bins + 1)))
+        hist = release(grouped_sums(onehot, y, K), sensitivity=self._sens(np.sqrt(k)), rho=rho["factor_hist"],
+                       name="factor_hist", accountant=acc, rng=rng)  # fmt: skip
+        self.factor_marg_ = [_HistMarginal(hist[c].reshape(k, self.n_bins + 1), self.clip_lognorm) for c in range(K)]
+        # 5. truncated C-vine per type
+        U = np.empty_like(W)
+        for c in range(K):
+            rows_c = np.flatnonzero(y == c)
+            U[rows_c] = self.factor_marg_[c].pit(W[rows_c], rng)
+        self.vine_ = self._fit_vine(np.clip(U, _U_EPS, 1 - _U_EPS), y, K, n_levels, rho)
+        # 6. NB overdispersion of HVGs by the method of moments, net of the model's between-cell variance
+        self._fit_hvg_dispersion(K, st)
+        self._rest_genes = np.setdiff1d(np.arange(d), self.hvg_)
+        self._rest_sampler = [TableSampler(self.marginals_[c, self._rest_genes]) for c in range(K)]  # post-processing
+        self.scope.append(
+            f"count_cap={self.count_cap}, clipping norms, library-size bins and factor-score bins are fixed "
+            "hyper-parameters (not data-derived)"
+        )
+        self.fitted_ = True
+        return self
+
+    def _fit_vine(self, U, y, K, n_levels, rho):
+        """Per type: list of (root, others, thetas) per tree; roots chosen from the released correlations."""
+        k = U.shape[1]
+        vines = [{"order": [], "theta": []} for _ in range(K)]
+        pseudo = [U[y == c] for c in range(K)]  # current-level pseudo-observations, columns = remaining variables
+        remaining = [list(range(k)) for _ in range(K)]
+        for level in range(n_levels):
+            p = k - level
+            clip = self.score_clip * np.sqrt(p)
+            gram = np.zeros((K, p, p))
+            for c in range(K):
+                if pseudo[c].shape[0]:
+                    Z = clip_rows_l2(special.ndtri(pseudo[c]), clip)
+                    gram[c] = Z.T @ Z
+            gram = release(gram, sensitivity=self._sens(clip, 2), rho=rho[f"vine_level_{level + 1}"],
+                           name=f"vine_level_{level + 1}", accountant=self.accountant, rng=self.rng,
+                           symmetric=True)  # fmt: skip
+            for c in range(K):
+                R = nearest_correlation(gram[c] / self.n_released_[c])
+                root = int(np.argmax(np.abs(R).sum(axis=1) - 1.0))
+                others = [j for j in range(p) if j != root]
+                theta = frank_theta_from_tau(2.0 / np.pi * np.arcsin(np.clip(R[root, others], -1, 1)))
+                vines[c]["order"].append(remaining[c][root])
+                theta_by_var = np.zeros(k)  # Frank parameter of the pair (root, j | earlier roots), by variable j
+                theta_by_var[[remaining[c][j] for j in others]] = theta
+                vines[c]["theta"].append(theta_by_var)
+                P = pseudo[c]
+                pseudo[c] = np.clip(frank_h(P[:, others], P[:, [root]], theta[None, :]), _U_EPS, 1 - _U_EPS)
+                remaining[c] = [remaining[c][j] for j in others]
+        for c in range(K):
+            vines[c]["rest"] = remaining[c]
+        return vines
+
+    def _sample_factors(self, c: int, n: int) -> np.ndarray:
+        """Draw ``n`` factor vectors of type ``c`` from its truncated C-vine and histogram marginals."""
+        vine = self.vine_[c]
+        U = cvine_sample(self.rng, n, vine["order"], vine["theta"], vine["rest"])
+        return self.factor_marg_[c].ppf(np.clip(U, _U_EPS, 1 - _U_EPS))
+
+    def _hvg_means(self, c: int, n: int) -> np.ndarray:
+        W = self._sample_factors(c, n)
+        lib = 10.0 ** (_LIB_EDGES[self.rng.choice(len(_LIB_EDGES) - 1, size=n, p=self.lib_p_[c])]
+                       + self.rng.random(n) * (_LIB_EDGES[1] - _LIB_EDGES[0]))  # fmt: skip
+        return lib[:, None] * np.expm1(np.clip(W @ self.H_, 0.0, 20.0)) / self.target_sum
+
+    def _fit_hvg_dispersion(self, K: int, st: dict, n_sim: int = 2000) -> None:
+        """Rescale model means to the released HVG means; NB size from released variance minus model variance."""
+        g = self.hvg_
+        self.hvg_scale_ = np.ones((K, g.size))
+        self.hvg_size_ = np.full((K, g.size), np.inf)
+        for c in range(K):
+            mu = self._hvg_means(c, n_sim)
+            m_model = mu.mean(axis=0)
+            m_dp = st["mean"][c, g]
+            scale = np.where(m_model > 1e-8, m_dp / np.maximum(m_model, 1e-8), 0.0)
+            var_model = (mu * scale).var(axis=0)
+            excess = st["second_moment"][c, g] - m_dp**2 - m_dp - var_model
+            self.hvg_scale_[c] = scale
+            self.hvg_size_[c] = np.where(excess > 1e-3 * np.maximum(m_dp, 1e-8), m_dp**2 / np.maximum(excess, 1e-12),
+                                         np.inf)  # fmt: skip
+        self.hvg_size_ = np.clip(self.hvg_size_, 1e-2, 1e8)
+
+    def sample(self, class_counts) -> sparse.csr_matrix:
+        """Integer CSR counts, ``class_counts[k]`` cells of type ``k`` stacked in type order."""
+        self._check_fitted()
+        blocks = []
+        for c, nc in enumerate(np.asarray(class_counts, dtype=np.int64)):
+            for start in range(0, int(nc), _CHUNK):
+                blocks.append(self._sample_type(c, min(_CHUNK, int(nc) - start)))
+        if not blocks:
+            return sparse.csr_matrix((0, self.n_genes_), dtype=np.int64)
+        return sparse.vstack(blocks, format="csr")
+
+    def _sample_type(self, c: int, n: int) -> sparse.csr_matrix:
+        rest = self._rest_sampler[c].sample(self.rng, n).tocoo()
+        mu = self._hvg_means(c, n) * self.hvg_scale_[c]
+        size = self.hvg_size_[c]
+        hv = sparse.coo_matrix(self.rng.poisson(self.rng.gamma(np.broadcast_to(size, mu.shape), 1.0) * (mu / size)))
+        rows = np.concatenate([rest.row, hv.row])
+        cols = np.concatenate([self._rest_genes[rest.col], self.hvg_[hv.col]])
+        vals = np.concatenate([rest.data, hv.data]).astype(np.int64)
+        return sparse.csr_matrix((vals, (rows, cols)), shape=(n, self.n_genes_))

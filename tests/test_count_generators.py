@@ -1,0 +1,394 @@
+"""Count generators (copula, vine_nmf): donor-level sensitivity, DP accounting, integer sparse output, fidelity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import sparse, stats
+
+import scdpsynth as sd
+from scdpsynth.generators import _contribution as C
+from scdpsynth.generators import copula as copula_mod
+from scdpsynth.generators import vine_nmf as vine_mod
+from scdpsynth.generators._count_marginals import CountMarginals, marginals_from_moments
+from scdpsynth.generators.copula import CopulaGenerator, nearest_correlation, normal_scores
+from scdpsynth.generators.vine_nmf import (
+    VineNMFGenerator,
+    cvine_sample,
+    frank_h,
+    frank_hinv,
+    frank_tau,
+    frank_theta_from_tau,
+)
+
+GENERATORS = [CopulaGenerator, VineNMFGenerator]
+SMALL_KW = {CopulaGenerator: {"n_copula_genes": 30}, VineNMFGenerator: {"n_factors": 4, "n_hvg": 60}}
+
+
+def _arrays(adata):
+    y = adata.obs["cell_type"].cat.codes.to_numpy().astype(np.int64)
+    donors = adata.obs["donor_id"].cat.codes.to_numpy().astype(np.int64)
+    return sparse.csr_matrix(adata.X), y, donors, len(adata.obs["cell_type"].cat.categories)
+
+
+# --------------------------------------------------------------------------- sensitivities: known answers
+def test_contribution_bound_known_answers():
+    assert C.contribution_bound("sample", None) == 1
+    assert C.contribution_bound("sample", 50) == 1
+    assert C.contribution_bound("donor", 7) == 7
+    with pytest.raises(ValueError, match="max_cells_per_donor"):
+        C.contribution_bound("donor", 0)
+    with pytest.raises(ValueError, match="unit"):
+        C.contribution_bound("patient", 3)
+
+
+def test_sum_sensitivity_known_answers():
+    # m cells of norm <= C: m * C (add/remove), 2 m C (replace); Gram sums: m * C^2
+    assert C.sum_sensitivity(2.0, 3) == 6.0
+    assert C.sum_sensitivity(2.0, 3, neighbouring="replace") == 12.0
+    assert C.sum_sensitivity(1.5, 4, power=2) == 9.0
+    assert C.sum_sensitivity(25.0, 1) == 25.0
+    with pytest.raises(ValueError, match="neighbouring"):
+        C.sum_sensitivity(1.0, 1, neighbouring="swap")
+
+
+def test_clip_rows_l2_known_answer_dense_and_sparse():
+    A = np.array([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0]])
+    want = np.array([[0.6, 0.8], [0.3, 0.4], [0.0, 0.0]])
+    np.testing.assert_allclose(C.clip_rows_l2(A, 1.0), want)
+    np.testing.assert_allclose(C.clip_rows_l2(sparse.csr_matrix(A), 1.0).toarray(), want)
+    assert A[0, 0] == 3.0  # input untouched
+
+
+def test_cap_cells_per_donor():
+    donors = np.array([0] * 10 + [1] * 3 + [2] * 6)
+    keep = C.cap_cells_per_donor(donors, 4, np.random.default_rng(0))
+    assert np.all(np.diff(keep) > 0)
+    assert np.bincount(donors[keep]).tolist() == [4, 3, 4]
+    np.testing.assert_array_equal(keep[donors[keep] == 1], [10, 11, 12])  # small donors kept whole
+
+
+def test_generator_ledger_states_donor_sensitivity():
+    """Hand-computed: m=7 cells per donor; clip_mean=2 -> 14; counts -> 7; copula: 7 * (1.5^2 * p)."""
+    X = sparse.csr_matrix(np.random.default_rng(0).poisson(2.0, size=(60, 12)))
+    y = np.repeat([0, 1], 30)
+    donors = np.tile(np.arange(4), 15)
+    gen = CopulaGenerator(eps=1.0, unit="donor", max_cells_per_donor=7, clip_mean=2.0, n_copula_genes=5)
+    gen.fit(X, y, n_classes=2, donors=donors)
+    sens = {e["name"]: e["sensitivity"] for e in gen.accountant.ledger}
+    assert sens["counts"] == 7.0
+    assert sens["mean"] == 14.0
+    assert sens["nonzero"] == 7 * 25.0
+    assert sens["copula"] == pytest.approx(7 * 1.5**2 * 5)
+    for e in gen.accountant.ledger:  # sigma = sensitivity / sqrt(2 rho)
+        assert e["sigma"] == pytest.approx(e["sensitivity"] / np.sqrt(2 * e["rho"]))
+    # unit="sample": m = 1; replace-one neighbouring doubles it
+    gen = CopulaGenerator(eps=1.0, clip_mean=2.0, n_copula_genes=5).fit(X, y, n_classes=2)
+    assert {e["name"]: e["sensitivity"] for e in gen.accountant.ledger}["mean"] == 2.0
+    gen = CopulaGenerator(eps=1.0, clip_mean=2.0, n_copula_genes=5, neighbouring="replace").fit(X, y, n_classes=2)
+    assert {e["name"]: e["sensitivity"] for e in gen.accountant.ledger}["mean"] == 4.0
+    # vine_nmf: gram m * clip_lognorm^2, factor histograms m * sqrt(k)
+    gen = VineNMFGenerator(eps=1.0, unit="donor", max_cells_per_donor=7, n_factors=4, n_hvg=8, clip_lognorm=3.0)
+    gen.fit(X, y, n_classes=2, donors=donors)
+    sens = {e["name"]: e["sensitivity"] for e in gen.accountant.ledger}
+    assert sens["gram"] == 7 * 9.0
+    assert sens["factor_hist"] == pytest.approx(7 * 2.0)
+    assert sens["library"] == 7.0
+    assert sens["vine_level_1"] == pytest.approx(7 * 1.5**2 * 4)
+    assert sens["vine_level_2"] == pytest.approx(7 * 1.5**2 * 3)
+
+
+# --------------------------------------------------------------------------- sensitivities: empirical neighbours
+class _Recorder:
+    """Stands in for ``_contribution.release``: records pre-noise values; in replay mode returns another run's outputs.
+
+    Replay conditions the second run on the first run's released values (adaptive composition), so differences in
+    pre-noise statistics come only from the removed donor.
+    """
+
+    def __init__(self, replay: _Recorder | None = None):
+        self.values, self.sens, self.out, self.replay = {}, {}, {}, replay
+
+    def __call__(self, values, *, sensitivity, name, **kw):
+        self.values[name] = np.array(values, dtype=float)
+        self.sens[name] = sensitivity
+        out = C.release(values, sensitivity=sensitivity, name=name, **kw)  # same rng consumption in both runs
+        self.out[name] = out
+        return out if self.replay is None else self.replay.out[name].copy()
+
+
+@pytest.mark.parametrize("cls", GENERATORS)
+def test_removing_one_donor_changes_each_release_by_at_most_sensitivity(cls, kang_small, monkeypatch):
+    X, y, donors, K = _arrays(kang_small)
+    # cap >= largest donor, so the donor cap keeps every cell (no subsampling randomness between the two runs)
+    m = int(np.bincount(donors).max())
+    kw = {"eps": 1.0, "unit": "donor", "max_cells_per_donor": m, "random_state": 3, **SMALL_KW[cls]}
+    drop = donors != donors.max()
+    assert drop.sum() < donors.size
+    runs = []
+    for Xd, yd, dd in ((X, y, donors), (X[drop], y[drop], donors[drop])):
+        rec = _Recorder(replay=runs[0] if runs else None)
+        monkeypatch.setattr(copula_mod, "release", rec)
+        monkeypatch.setattr(vine_mod, "release", rec)
+        cls(**kw).fit(Xd, yd, n_classes=K, donors=dd)
+        runs.append(rec)
+    full, nbr = runs
+    # releases computed from the data given earlier releases only (PIT-based ones are checked at function level)
+    names = ["counts", "mean", "second_moment", "nonzero"]
+    if cls is VineNMFGenerator:
+        names += ["gram", "library", "factor_hist"]
+    for name in names:
+        diff = np.linalg.norm(full.values[name] - nbr.values[name])
+        assert diff > 0, name  # the donor does contribute
+        assert diff <= full.sens[name] * (1 + 1e-9), (name, diff, full.sens[name])
+    # the bound is reached up to a modest factor for the counts (donor of size m in one release)
+    assert np.linalg.norm(full.values["counts"] - nbr.values["counts"]) <= m
+
+
+def test_gram_release_bound_with_donor_cap_across_cell_types():
+    """A donor with cells in several types: concatenated per-type Gram sums change by <= m C^2 (Frobenius)."""
+    rng = np.random.default_rng(1)
+    n, p, K, m, clip = 400, 6, 3, 5, 2.0
+    Z = rng.normal(0, 3.0, size=(n, p))
+    y = rng.integers(0, K, n)
+    donors = rng.integers(0, 20, n)
+    keep = C.cap_cells_per_donor(donors, m, rng)
+    Z, y, donors = C.clip_rows_l2(Z[keep], clip), y[keep], donors[keep]
+    sens = C.sum_sensitivity(clip, m, power=2)
+    for d in range(20):
+        out = donors != d
+        diff = C.grouped_gram(Z, y, K) - C.grouped_gram(Z[out], y[out], K)
+        assert np.linalg.norm(diff) <= sens + 1e-9
+        s_diff = C.grouped_sums(Z, y, K) - C.grouped_sums(Z[out], y[out], K)
+        assert np.linalg.norm(s_diff) <= C.sum_sensitivity(clip, m) + 1e-9
+
+
+def test_release_adds_calibrated_noise_and_records():
+    acc = sd.privacy.ZCDPAccountant()
+    rng = np.random.default_rng(0)
+    out = C.release(np.zeros(20000), sensitivity=3.0, rho=0.5, name="x", accountant=acc, rng=rng)
+    assert out.std() == pytest.approx(3.0, rel=0.03)  # sigma = 3 / sqrt(2 * 0.5) = 3
+    assert acc.rho == pytest.approx(0.5)
+    sym = C.release(np.zeros((4, 5, 5)), sensitivity=1.0, rho=1.0, name="s", accountant=acc, rng=rng, symmetric=True)
+    np.testing.assert_array_equal(sym, np.swapaxes(sym, 1, 2))
+    same = C.release(np.ones(3), sensitivity=1.0, rho=np.inf, name="n", accountant=acc, rng=rng)
+    np.testing.assert_array_equal(same, np.ones(3))
+    assert len(acc.ledger) == 2
+
+
+# --------------------------------------------------------------------------- DP accounting and output contract
+@pytest.mark.parametrize("method", ["copula", "vine_nmf"])
+@pytest.mark.parametrize("unit_kw", [{}, {"donor_key": "donor_id"}])
+def test_generate_integer_sparse_and_eps_spent(kang_small, method, unit_kw):
+    kw = {"n_copula_genes": 30} if method == "copula" else {"n_factors": 4, "n_hvg": 60}
+    before = kang_small.X.copy()
+    syn = sd.tl.generate(kang_small, method, eps=1.5, groupby="cell_type", random_state=0, **unit_kw, **kw)
+    assert sparse.isspmatrix_csr(syn.X) or isinstance(syn.X, sparse.csr_array)
+    assert np.issubdtype(syn.X.dtype, np.integer)
+    assert syn.X.data.min() >= 0
+    assert syn.shape == kang_small.shape
+    assert (kang_small.X != before).nnz == 0  # user data untouched
+    priv = syn.uns["scdpsynth"]["privacy"]
+    assert priv["eps_spent"] <= 1.5
+    assert priv["eps_spent"] > 1.49  # the budget is used, not wasted
+    assert priv["unit"] == ("donor" if unit_kw else "sample")
+    if unit_kw:
+        assert any("donor-level DP" in s for s in priv["scope"])
+
+
+@pytest.mark.parametrize("cls", GENERATORS)
+def test_same_seed_same_output_and_rho_within_budget(cls, kang_small):
+    X, y, _donors, K = _arrays(kang_small)
+    a = cls(eps=0.7, random_state=5, **SMALL_KW[cls]).fit(X, y, n_classes=K).sample([20] * K)
+    g = cls(eps=0.7, random_state=5, **SMALL_KW[cls]).fit(X, y, n_classes=K)
+    b = g.sample([20] * K)
+    assert (a != b).nnz == 0
+    assert g.accountant.rho <= g.budget.rho
+    assert g.privacy_report()["eps_spent"] <= 0.7
+
+
+@pytest.mark.parametrize("cls", GENERATORS)
+def test_bad_input_errors(cls, kang_small):
+    X, y, _donors, K = _arrays(kang_small)
+    with pytest.raises(ValueError, match="donors="):
+        cls(eps=1.0, unit="donor", **SMALL_KW[cls]).fit(X, y, n_classes=K)
+    with pytest.raises(ValueError, match="raw non-negative integer counts"):
+        cls(eps=1.0, **SMALL_KW[cls]).fit(X * 0.5, y, n_classes=K)
+    with pytest.raises(ValueError, match="Unknown weights"):
+        cls(eps=1.0, weights={"nonsense": 1.0})
+    with pytest.raises(ValueError, match="weights must be"):
+        cls(eps=1.0, weights={"mean": 0.0})
+    with pytest.raises(RuntimeError, match="fit"):
+        cls(eps=1.0).sample([3])
+    assert cls(eps=1.0, unit="cell").unit == "sample"  # alias
+
+
+# --------------------------------------------------------------------------- marginals, copula pieces
+def test_marginals_from_moments_recovers_families():
+    rng = np.random.default_rng(0)
+    true = CountMarginals(
+        np.array([0, 1, 2]), np.array([2.0, 3.0, 4.0]), np.array([np.inf, 1.5, 2.0]), np.array([0.0, 0.0, 0.3])
+    )
+    x = true.sample(rng, 100_000).astype(float)
+    for dispersion in ("zeros", "moments"):
+        fit = marginals_from_moments(x.mean(0), (x**2).mean(0), (x == 0).mean(0), dispersion=dispersion)
+        assert fit.family.tolist() == [0, 1, 2]
+        np.testing.assert_allclose(fit.mu, true.mu, rtol=0.03)
+        np.testing.assert_allclose(fit.size[1:], true.size[1:], rtol=0.1)
+        assert fit.pi[2] == pytest.approx(0.3, abs=0.02)
+    # "zeros": an NB whose second moment is (noisily) too small still gets its size from the zero fraction
+    nb = CountMarginals(np.array([1]), np.array([3.0]), np.array([1.5]), np.array([0.0]))
+    p0 = float(nb.cdf_table(1)[0, 0])
+    fit = marginals_from_moments(np.array([3.0]), np.array([3.0 + 9.0 - 1.0]), np.array([p0]))
+    assert fit.family.tolist() == [1] and fit.size[0] == pytest.approx(1.5, rel=1e-6)
+    assert (
+        marginals_from_moments(np.array([3.0]), np.array([11.0]), np.array([p0]), dispersion="moments").family[0] == 0
+    )
+    # CDF table agrees with the empirical CDF (binomial standard error ~0.0016; tolerance 0.01)
+    table = true.cdf_table(40)
+    for j in range(3):
+        emp = np.array([(x[:, j] <= t).mean() for t in range(5)])
+        np.testing.assert_allclose(table[j, :5], emp, atol=0.01)
+
+
+def test_nearest_correlation():
+    R = np.array([[1.0, 0.5], [0.5, 1.0]])
+    np.testing.assert_allclose(nearest_correlation(R), R, atol=1e-12)
+    bad = np.array([[1.0, 0.9, -0.9], [0.9, 1.0, 0.9], [-0.9, 0.9, 1.0]])  # not PSD
+    P = nearest_correlation(bad)
+    assert np.linalg.eigvalsh(P).min() > 0
+    np.testing.assert_allclose(np.diag(P), 1.0)
+    assert np.abs(P).max() <= 1.0 + 1e-12
+
+
+def test_normal_scores_are_standard_normal_under_the_true_marginal():
+    rng = np.random.default_rng(2)
+    marg = CountMarginals(np.array([1, 0]), np.array([0.7, 3.0]), np.array([0.8, np.inf]), np.zeros(2))
+    x = marg.sample(rng, 40_000)
+    z = normal_scores(x, marg, marg.cdf_table(200), rng)
+    # randomised PIT of a discrete variable under its own CDF is exactly uniform: z ~ N(0, 1)
+    assert np.abs(z.mean(0)).max() < 0.03
+    np.testing.assert_allclose(z.std(0), 1.0, atol=0.03)
+
+
+def test_copula_nonprivate_fit_keeps_means_and_correlation(kang_example):
+    X, y, _, K = _arrays(kang_example)
+    gen = CopulaGenerator(eps=None, n_copula_genes=50, random_state=0).fit(X, y, n_classes=K)
+    counts = np.bincount(y, minlength=K)
+    S = gen.sample(counts)
+    ys = np.repeat(np.arange(K), counts)
+    k = int(np.argmax(counts))
+    real_mean = np.asarray(X[y == k].mean(0)).ravel()
+    syn_mean = np.asarray(S[ys == k].mean(0)).ravel()
+    assert stats.spearmanr(real_mean, syn_mean)[0] > 0.95
+    g = gen.copula_genes_[k]
+    cr = np.corrcoef(np.log1p(X[y == k][:, g].toarray()).T)
+    cs = np.corrcoef(np.log1p(S[ys == k][:, g].toarray()).T)
+    iu = np.triu_indices(g.size, 1)
+    ok = np.isfinite(cr[iu]) & np.isfinite(cs[iu])
+    assert stats.pearsonr(cr[iu][ok], cs[iu][ok])[0] > 0.5
+
+
+# --------------------------------------------------------------------------- Frank pair copula and the C-vine
+def test_frank_h_and_inverse():
+    rng = np.random.default_rng(0)
+    u, v = rng.random(1000), rng.random(1000)
+    for theta in (-30.0, -8.0, -0.5, 1e-10, 3.0, 20.0, 35.0):
+        np.testing.assert_allclose(frank_h(frank_hinv(u, v, theta), v, theta), u, atol=1e-8)
+        if abs(theta) <= 20:  # beyond, h saturates at 1 - 1e-15 and u is ill-conditioned in double precision
+            np.testing.assert_allclose(frank_hinv(frank_h(u, v, theta), v, theta), u, atol=1e-8)
+    np.testing.assert_allclose(frank_h(u, v, 0.0), u)
+    # h(u | v) is the conditional CDF: d/dv of C(u, v), checked by finite differences
+    theta, eps = 4.0, 1e-6
+
+    def cop(a, b):
+        return -np.log1p(np.expm1(-theta * a) * np.expm1(-theta * b) / np.expm1(-theta)) / theta
+
+    np.testing.assert_allclose(frank_h(u, v, theta), (cop(u, v + eps) - cop(u, v - eps)) / (2 * eps), atol=1e-5)
+
+
+def test_frank_tau_known_values_and_inverse():
+    assert frank_tau(0.0) == 0.0
+    assert frank_tau(5.0) == pytest.approx(0.4567, abs=1e-3)  # Nelsen (2006), Table 5.1-style value
+    assert frank_tau(-5.0) == pytest.approx(-0.4567, abs=1e-3)
+    taus = np.array([-0.6, -0.2, 0.0, 0.1, 0.5, 0.8])
+    back = np.array([frank_tau(t) for t in frank_theta_from_tau(taus)])
+    np.testing.assert_allclose(back, taus, atol=2e-3)
+
+
+def test_frank_matches_pyvinecopulib():
+    pv = pytest.importorskip("pyvinecopulib")
+    rng = np.random.default_rng(1)
+    uv = rng.random((200, 2))
+    for theta in (-12.0, -1.0, 0.5, 6.0):
+        cop = pv.Bicop(family=pv.BicopFamily.frank, parameters=np.array([[theta]]))
+        assert cop.parameters_to_tau(np.array([[theta]])) == pytest.approx(frank_tau(theta), abs=1e-6)
+        # pyvinecopulib's hfunc1 / hinv1 are h(u2 | u1) and its inverse in u2
+        np.testing.assert_allclose(cop.hfunc1(uv), frank_h(uv[:, 1], uv[:, 0], theta), atol=1e-8)
+        np.testing.assert_allclose(cop.hinv1(uv), frank_hinv(uv[:, 1], uv[:, 0], theta), atol=1e-8)
+    assert frank_theta_from_tau(0.99) == pytest.approx(35.0)  # capped at pyvinecopulib's Frank bound
+
+
+def test_cvine_sample_reproduces_pair_copulas():
+    """3-d C-vine, root 0: tau(U0, U1), tau(U0, U2) and the conditional tau of tree 2 match the Frank parameters."""
+    thetas = [np.array([0.0, 6.0, -4.0]), np.array([0.0, 0.0, 3.0])]
+    U = cvine_sample(np.random.default_rng(0), 20_000, [0, 1], thetas, [2])
+    assert U.min() >= 0 and U.max() <= 1
+    np.testing.assert_allclose(U.mean(0), 0.5, atol=0.01)  # uniform margins
+    # sampling standard error of tau at n = 20,000 is ~0.005; tolerance 0.02
+    assert stats.kendalltau(U[:, 0], U[:, 1])[0] == pytest.approx(frank_tau(6.0), abs=0.02)
+    assert stats.kendalltau(U[:, 0], U[:, 2])[0] == pytest.approx(frank_tau(-4.0), abs=0.02)
+    c1, c2 = frank_h(U[:, 1], U[:, 0], 6.0), frank_h(U[:, 2], U[:, 0], -4.0)
+    assert stats.kendalltau(c1, c2)[0] == pytest.approx(frank_tau(3.0), abs=0.02)
+
+
+def test_vine_fit_recovers_correlation_structure(kang_example):
+    X, y, _, K = _arrays(kang_example)
+    gen = VineNMFGenerator(eps=None, n_factors=5, n_hvg=200, truncation=2, random_state=0).fit(X, y, n_classes=K)
+    vine = gen.vine_[int(np.argmax(np.bincount(y)))]
+    assert len(vine["order"]) == 2 and len(vine["rest"]) == 3
+    assert sorted(vine["order"] + vine["rest"]) == list(range(5))
+    assert np.all(np.abs(vine["theta"][0]) <= 35.0)
+    assert vine["theta"][0][vine["order"][0]] == 0.0  # the root has no pair with itself
+
+
+def test_vine_nmf_nonprivate_keeps_means(kang_example):
+    X, y, _, K = _arrays(kang_example)
+    gen = VineNMFGenerator(eps=None, n_factors=6, n_hvg=200, random_state=0).fit(X, y, n_classes=K)
+    counts = np.bincount(y, minlength=K)
+    S = gen.sample(counts)
+    ys = np.repeat(np.arange(K), counts)
+    k = int(np.argmax(counts))
+    real_mean = np.asarray(X[y == k].mean(0)).ravel()
+    syn_mean = np.asarray(S[ys == k].mean(0)).ravel()
+    assert stats.spearmanr(real_mean, syn_mean)[0] > 0.9
+    assert gen.H_.min() >= 0 and gen.H_.shape == (6, 200)
+
+
+# --------------------------------------------------------------------------- full data (slow)
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["copula", "vine_nmf"])
+def test_full_kang_donor_level(kang_pbmc, method):
+    """12,261 cells, 8 donors: donor-level DP output is integer CSR, budget respected, cell types all generated."""
+    syn = sd.tl.generate(kang_pbmc, method, eps=10.0, groupby="cell_type", donor_key="donor_id", random_state=0)
+    assert syn.shape == kang_pbmc.shape and sparse.issparse(syn.X)
+    assert np.issubdtype(syn.X.dtype, np.integer)
+    priv = syn.uns["scdpsynth"]["privacy"]
+    assert priv["unit"] == "donor" and priv["n_donors"] == 8
+    assert priv["eps_spent"] <= 10.0
+    assert (syn.obs["cell_type"].value_counts() > 0).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls", GENERATORS)
+def test_full_kang_nonprivate_fidelity(kang_pbmc, cls):
+    """Without noise both models reproduce per-type gene means (Spearman > 0.95 in every type with >= 500 cells)."""
+    X, y, _, K = _arrays(kang_pbmc)
+    gen = cls(eps=None, random_state=0).fit(X, y, n_classes=K)
+    counts = np.bincount(y, minlength=K)
+    S = gen.sample(counts)
+    ys = np.repeat(np.arange(K), counts)
+    for k in np.flatnonzero(counts >= 500):
+        real = np.asarray(X[y == k].mean(0)).ravel()
+        syn = np.asarray(S[ys == k].mean(0)).ravel()
+        assert stats.spearmanr(real, syn)[0] > 0.95, k
