@@ -120,3 +120,14 @@ def test_mia_roc(pair):
     assert ax.get_xscale() == "log"
     with pytest.raises(KeyError, match="domias"):
         sd.pl.mia_roc(syn, attacks="domias")
+
+
+def test_show_defaults_like_scanpy(pair, monkeypatch):
+    real, syn = pair
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda: shown.append(True))
+    gene = real.var_names[0]
+    assert sd.pl.gene_histograms(real, syn, gene) is None and shown == [True]  # own figure: shown, nothing returned
+    _, ax = plt.subplots()
+    assert sd.pl.gene_histograms(real, syn, gene, ax=ax) is ax and shown == [True]  # caller's axes: not shown
+    assert sd.pl.gene_histograms(real, syn, gene, show=False) is not None and shown == [True]

@@ -66,8 +66,12 @@ class BaseGenerator(abc.ABC):
         """
 
     @abc.abstractmethod
-    def sample(self, class_counts) -> np.ndarray:
-        """Draw ``class_counts[k]`` rows of class ``k`` for each k, stacked in class order."""
+    def sample(self, class_counts):
+        """Draw ``class_counts[k]`` rows of class ``k`` for each k, stacked in class order.
+
+        Returns a dense float array for ``data == "continuous"`` and integer counts (dense, or scipy CSR for sparse
+        single-cell output) for ``data == "counts"``.
+        """
 
     def params(self) -> dict:
         """Hyper-parameters (h5ad-serialisable), recorded in ``uns['scdpsynth']['params']``."""

@@ -220,6 +220,7 @@ def module_gfc(
     import matplotlib.pyplot as plt
 
     fig = plt.figure(figsize=(2.0 + 0.55 * 2 * real.shape[1], 1.2 + 0.35 * real.shape[0]))
+    fig._scdpsynth_own = True
     grid = fig.add_gridspec(1, 4, width_ratios=[0.8, real.shape[1], real.shape[1], 0.25], wspace=0.08)
     ax_d, ax_r, ax_s, ax_c = (fig.add_subplot(grid[0, i]) for i in range(4))
     if real.shape[0] > 1:

@@ -14,14 +14,16 @@ def new_axes(ax=None, *, figsize=(4.5, 3.5), ncols: int = 1, nrows: int = 1):
     if ax is not None:
         return ax.figure, ax
     fig, axes = plt.subplots(nrows, ncols, figsize=(figsize[0] * ncols, figsize[1] * nrows), squeeze=False)
+    fig._scdpsynth_own = True  # made here, not passed in: finish() shows it by default
     return fig, (axes[0, 0] if nrows == ncols == 1 else axes)
 
 
 def finish(fig, axes, *, show: bool | None, save: str | Path | bool | None, return_fig: bool, name: str):
     """Save and/or show the figure as scanpy does; return the figure, the axes or None.
 
-    ``save`` may be a path, or ``True`` for ``figures/{name}.png``. ``show=None`` shows only when no axes was passed
-    in and nothing is returned.
+    ``save`` may be a path, or ``True`` for ``figures/{name}.png``. ``show=None`` shows the figure (and returns None)
+    unless the caller passed its own ``ax`` or asked for the figure (``return_fig=True``); ``show=False`` returns the
+    axes.
     """
     import matplotlib.pyplot as plt
 
@@ -32,7 +34,7 @@ def finish(fig, axes, *, show: bool | None, save: str | Path | bool | None, retu
     if return_fig:
         return fig
     if show is None:
-        show = False
+        show = getattr(fig, "_scdpsynth_own", False)
     if show:
         plt.show()
         return None

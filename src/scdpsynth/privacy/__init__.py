@@ -4,6 +4,7 @@ Every generator in :mod:`scdpsynth.generators` spends a :class:`Budget` through 
 (eps, delta) that its accountant says it spent.
 """
 
+from ._audit import AuditResult, audit, clopper_pearson_upper, eps_lower_bound
 from .accountants import (
     DEFAULT_RDP_ORDERS,
     RDPAccountant,
@@ -12,7 +13,6 @@ from .accountants import (
     eps_from_zcdp,
     zcdp_from_eps,
 )
-from ._audit import AuditResult, audit, clopper_pearson_upper, eps_lower_bound
 from .budget import Budget, check_delta, check_eps, default_delta
 from .mechanisms import (
     analytic_gaussian_delta,

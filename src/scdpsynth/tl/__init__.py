@@ -6,5 +6,4 @@ from ._evaluate import evaluate
 from ._generate import generate
 from ._list import list_attacks, list_methods, list_metrics
 
-__all__ = ["attack", "generate", "list_attacks", "list_methods", "list_metrics"]
-__all__ += ["evaluate", "benchmark"]
+__all__ = ["attack", "benchmark", "evaluate", "generate", "list_attacks", "list_methods", "list_metrics"]
