@@ -24,6 +24,8 @@ SETUP = code(
     """
 import warnings
 
+warnings.filterwarnings("ignore", message="IProgress not found")
+
 import numpy as np
 import pandas as pd
 import scanpy as sc
@@ -96,7 +98,7 @@ result[result["group"] == "all"].drop(columns="group")
         ),
         code(
             """
-genes = ["ISG15", "CD74", "LYZ", "S100A8", "FTL", "CCL5", "GNLY", "MS4A1"]
+genes = ["ISG15", "CD74", "LYZ", "S100A8", "GNLY", "MS4A1", "NKG7", "CD3D"]
 sd.pl.gene_histograms(train, syn, genes)
 """
         ),
@@ -123,10 +125,10 @@ attack["results"]
         code(
             """
 syn_rg = sd.tl.generate(train, "ron_gauss", eps=10, groupby="cell_type", random_state=0)
-rg = sd.tl.evaluate(train, syn_rg, holdout=holdout, metrics=["ml_efficacy", "histogram_overlap", "scc"])
-pd.concat({"copula": result, "ron_gauss": rg}, names=["method"]).query("group == 'all'").pivot_table(
-    index=["metric", "variant"], columns="method", values="value"
-)
+shared = ["ml_efficacy", "histogram_overlap", "de_genes", "scc", "rf_auc"]
+rg = sd.tl.evaluate(train, syn_rg, holdout=holdout, metrics=shared)
+both = pd.concat({"copula": result[result["metric"].isin(shared)], "ron_gauss": rg}, names=["method"])
+both.query("group == 'all'").pivot_table(index=["metric", "variant"], columns="method", values=["value", "reference"])
 """
         ),
     ],

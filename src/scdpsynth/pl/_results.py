@@ -141,9 +141,28 @@ def de_genes(
         fpr = pairs[pairs["variant"] == f"fpr_{direction}"].set_index("group")["value"]
         both = pd.concat([fpr.rename("fpr"), tpr.rename("tpr")], axis=1).dropna()
         ax.scatter(both["fpr"], both["tpr"], marker=marker, s=25, alpha=0.7, label=f"class pairs, {direction}")
-    summary = df[df["group"] == "all"].set_index("variant")["value"]
+    summary = df[df["group"] == "all"].set_index("variant")
     if {"tpr", "fpr"} <= set(summary.index):
-        ax.scatter([summary["fpr"]], [summary["tpr"]], marker="*", s=160, color="k", label="mean", zorder=3)
+        ax.scatter(
+            [summary.loc["fpr", "value"]],
+            [summary.loc["tpr", "value"]],
+            marker="*",
+            s=160,
+            color="k",
+            label="synthetic, mean",
+            zorder=3,
+        )
+        if "reference" in summary and summary.loc[["tpr", "fpr"], "reference"].notna().all():
+            ax.scatter(
+                [summary.loc["fpr", "reference"]],
+                [summary.loc["tpr", "reference"]],
+                marker="o",
+                s=70,
+                facecolors="none",
+                edgecolors="k",
+                label="real holdout, mean",
+                zorder=3,
+            )
     ax.plot([0, 1], [0, 1], ls=":", color="0.6", lw=1)
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
@@ -238,8 +257,9 @@ def module_gfc(
         im = a.imshow(m.to_numpy(), aspect="auto", cmap=cmap, vmin=-lim, vmax=lim)
         a.set_xticks(range(m.shape[1]), m.columns, rotation=90, fontsize=8)
         a.set_title(title)
+        a.grid(False)
         a.set_yticks(range(m.shape[0]), m.index.str.replace("gfc:", "") if a is ax_r else [], fontsize=8)
-    fig.colorbar(im, cax=ax_c, label="GFC (log2)")
+    fig.colorbar(im, cax=ax_c, label="module GFC")
     axes = [ax_d, ax_r, ax_s, ax_c]
     return finish(fig, axes, show=show, save=save, return_fig=return_fig, name="module_gfc")
 
