@@ -118,6 +118,7 @@ def test_mia_roc(pair):
     auc = dict(zip(res["results"]["attack"], res["results"]["auroc"], strict=True))
     assert texts[:2] == [f"dcr (AUC {auc['dcr']:.2f})", f"mahalanobis (AUC {auc['mahalanobis']:.2f})"]
     assert ax.get_xscale() == "log"
+    assert sd.pl.mia_roc(syn, log=False, return_fig=True).axes[0].get_xscale() == "linear"
     with pytest.raises(KeyError, match="domias"):
         sd.pl.mia_roc(syn, attacks="domias")
 

@@ -269,12 +269,17 @@ def mia_roc(
     *,
     key: str = "scdpsynth_attack",
     attacks=None,
+    log: bool = True,
     ax=None,
     show: bool | None = None,
     save=None,
     return_fig: bool = False,
 ):
-    """ROC curves of membership-inference attacks (log-log, to show the low-FPR regime), from ``tl.attack``."""
+    """ROC curves of membership-inference attacks from ``tl.attack``.
+
+    ``log=True`` draws log-log axes, which show the low-FPR regime that matters for privacy; with few targets (e.g.
+    a handful of donors) ``log=False`` is easier to read.
+    """
     res = require_uns(adata_syn, key, "scdpsynth.tl.attack(adata_train, adata_holdout, adata_syn, ...)")
     roc = res["roc"]
     names = list(roc) if attacks is None else ([attacks] if isinstance(attacks, str) else list(attacks))
@@ -283,14 +288,15 @@ def mia_roc(
         raise KeyError(f"No ROC stored for {unknown}; attacks run: {list(roc)}.")
     table = pd.DataFrame(res["results"]).set_index("attack")
     fig, ax = new_axes(ax, figsize=(4.2, 4))
-    floor = 1e-3
+    floor = 1e-3 if log else 0.0
     for name, color in zip(names, category_colors(len(names)), strict=True):
         fpr, tpr = np.asarray(roc[name]["fpr"], float), np.asarray(roc[name]["tpr"], float)
         auc = table.loc[name, "auroc"] if name in table.index else np.nan
         ax.plot(np.clip(fpr, floor, 1), np.clip(tpr, floor, 1), color=color, label=f"{name} (AUC {auc:.2f})")
     ax.plot([floor, 1], [floor, 1], ls=":", color="0.5", lw=1, label="random guess")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     unit = res.get("params", {}).get("unit", "")
