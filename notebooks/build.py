@@ -20,24 +20,25 @@ def code(text: str):
     return nbformat.v4.new_code_cell(text.strip())
 
 
-SETUP = code(
-    """
+def setup(numpy: bool = True):
+    """The first code cell: imports and display settings."""
+    return code(
+        f"""
 import warnings
 
-warnings.filterwarnings("ignore", message="IProgress not found")
-
-import numpy as np
-import pandas as pd
+{"import numpy as np" + chr(10) if numpy else ""}import pandas as pd
 import scanpy as sc
 
 import scdpsynth as sd
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*Transforming to str index.*")
+warnings.filterwarnings("ignore", message="IProgress not found")
 sc.settings.set_figure_params(dpi=80, frameon=False)
 pd.set_option("display.precision", 3)
 """
-)
+    )
+
 
 NOTEBOOKS = {
     "quickstart": [
@@ -50,7 +51,7 @@ This notebook generates differentially private (DP) synthetic data from the PBMC
 privacy guarantee covers, evaluates the synthetic cells against held-out real cells and attacks them.
 """
         ),
-        SETUP,
+        setup(numpy=False),
         code(
             """
 adata = sd.datasets.kang_example()
@@ -142,7 +143,7 @@ probes, with the B/T lineage as the label. Every generator is fitted at several 
 training split and evaluated against it and a real holdout with the reference study's metric suite.
 """
         ),
-        SETUP,
+        setup(),
         code(
             """
 adata = sd.datasets.bioc_all()
@@ -204,7 +205,7 @@ attacks are scored per donor: donors whose cells trained the generator are membe
 Data: Kang et al. 2018 control PBMCs (12,261 cells, 8 cell types, 8 donors; read from `../shared/data`).
 """
         ),
-        SETUP,
+        setup(),
         code(
             """
 adata = sd.datasets.kang_pbmc()
