@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -304,6 +306,8 @@ def build(name: str, timeout: int = 1800) -> None:
     t0 = time.time()
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
     nbformat.write(nb, path)
+    if shutil.which("ruff"):  # keep committed notebooks ruff-formatted (changes sources only, not outputs)
+        subprocess.run(["ruff", "format", "-q", str(path)], check=False)
     print(f"{path}: executed in {time.time() - t0:.0f} s")
 
 
