@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _validation as V
+from .._transforms import log_normalise as _log_normalise
 from .._utils import check_random_state, child_seed
 
 logger = logging.getLogger("scdpsynth")
@@ -287,12 +288,6 @@ def _matrix(adata, layer, genes, name) -> np.ndarray:
     V.check_finite(X, where)
     idx = adata.var_names.get_indexer(genes)
     return V.to_dense(X[:, idx])
-
-
-def _log_normalise(X: np.ndarray) -> np.ndarray:
-    total = X.sum(axis=1, keepdims=True)
-    scale = np.divide(1e4, total, out=np.zeros_like(total), where=total > 0)
-    return np.log1p(X * scale)
 
 
 def _split_reference(rows: np.ndarray, donors, fraction: float, rng) -> np.ndarray:

@@ -9,13 +9,12 @@ import pandas as pd
 from scipy import sparse
 
 from .. import _validation as V
+from .._transforms import log_normalise as _log_normalise
 from .._utils import check_random_state, child_seed
 from ..metrics import registry
 from ..metrics._base import TIDY_COLUMNS, EvalData
 
 logger = logging.getLogger("scdpsynth")
-
-_TARGET_SUM = 1e4
 
 
 def _default_groupby(adata_syn) -> str | None:
@@ -44,15 +43,6 @@ def _aligned_matrix(adata, genes: pd.Index, layer: str | None, name: str):
             "adata_real."
         )
     return X[:, adata.var_names.get_indexer(genes)]
-
-
-def _log_normalise(X) -> np.ndarray:
-    """``log1p`` of counts scaled to ``1e4`` per row (scanpy's normalize_total + log1p); empty rows stay 0."""
-    totals = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-    scale = np.divide(_TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
-    if sparse.issparse(X):
-        return np.log1p(sparse.diags(scale) @ X.astype(np.float64)).toarray()
-    return np.log1p(np.asarray(X, dtype=np.float64) * scale[:, None])
 
 
 def _labels(adata, groupby: str, classes: pd.Index, name: str) -> np.ndarray:
