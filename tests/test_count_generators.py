@@ -75,22 +75,24 @@ def test_generator_ledger_states_donor_sensitivity():
     donors = np.tile(np.arange(4), 15)
     gen = CopulaGenerator(eps=1.0, unit="donor", max_cells_per_donor=7, clip_mean=2.0, n_copula_genes=5)
     gen.fit(X, y, n_classes=2, donors=donors)
-    sens = {e["name"]: e["sensitivity"] for e in gen.accountant.ledger}
+    sens = {e["name"]: e["sensitivity"] for e in gen.ledger.entries}
     assert sens["counts"] == 7.0
     assert sens["mean"] == 14.0
     assert sens["nonzero"] == 7 * 25.0
     assert sens["copula"] == pytest.approx(7 * 1.5**2 * 5)
-    for e in gen.accountant.ledger:  # sigma = sensitivity / sqrt(2 rho)
-        assert e["sigma"] == pytest.approx(e["sensitivity"] / np.sqrt(2 * e["rho"]))
-    # unit="sample": m = 1; replace-one neighbouring doubles it
+    shares = gen._rho()
+    for e in gen.ledger.entries:  # sigma = sensitivity / sqrt(2 rho_share), as drawn
+        assert e["noise"] == pytest.approx(e["sensitivity"] / np.sqrt(2 * shares[e["name"]]))
+    # unit="sample": m = 1; replace-one neighbouring doubles it (and the ledger says which relation)
     gen = CopulaGenerator(eps=1.0, clip_mean=2.0, n_copula_genes=5).fit(X, y, n_classes=2)
-    assert {e["name"]: e["sensitivity"] for e in gen.accountant.ledger}["mean"] == 2.0
+    assert {e["name"]: e["sensitivity"] for e in gen.ledger.entries}["mean"] == 2.0
     gen = CopulaGenerator(eps=1.0, clip_mean=2.0, n_copula_genes=5, neighbouring="replace").fit(X, y, n_classes=2)
-    assert {e["name"]: e["sensitivity"] for e in gen.accountant.ledger}["mean"] == 4.0
+    assert {e["name"]: e["sensitivity"] for e in gen.ledger.entries}["mean"] == 4.0
+    assert gen.privacy_report()["neighbouring"] == "replace" == gen.ledger.to_dict()["neighbouring"]
     # vine_nmf: gram m * clip_lognorm^2, factor histograms m * sqrt(k)
     gen = VineNMFGenerator(eps=1.0, unit="donor", max_cells_per_donor=7, n_factors=4, n_hvg=8, clip_lognorm=3.0)
     gen.fit(X, y, n_classes=2, donors=donors)
-    sens = {e["name"]: e["sensitivity"] for e in gen.accountant.ledger}
+    sens = {e["name"]: e["sensitivity"] for e in gen.ledger.entries}
     assert sens["gram"] == 7 * 9.0
     assert sens["factor_hist"] == pytest.approx(7 * 2.0)
     assert sens["library"] == 7.0
@@ -145,6 +147,33 @@ def test_removing_one_donor_changes_each_release_by_at_most_sensitivity(cls, kan
     assert np.linalg.norm(full.values["counts"] - nbr.values["counts"]) <= m
 
 
+@pytest.mark.parametrize("cls", GENERATORS)
+def test_removing_a_large_donor_is_bounded_by_a_binding_cap(cls, kang_small, monkeypatch):
+    """25 donors of 10 cells and one of 50: with the cap m = 10 binding for the large donor, removing it changes every
+    data-only release by at most its stated sensitivity (the counts by exactly m). Without the cap the per-type counts
+    would change by 50 > m: this is the test that catches a lost donor cap."""
+    X, y, _, K = _arrays(kang_small)
+    donors = np.r_[np.repeat(np.arange(25), 10), np.full(X.shape[0] - 250, 25)]
+    m = 10
+    kw = {"eps": 1.0, "unit": "donor", "max_cells_per_donor": m, **SMALL_KW[cls]}
+    keep = donors != 25
+    runs = []
+    for Xd, yd, dd in ((X, y, donors), (X[keep], y[keep], donors[keep])):
+        rec = _Recorder(replay=runs[0] if runs else None)
+        monkeypatch.setattr(copula_mod, "release", rec)
+        monkeypatch.setattr(vine_mod, "release", rec)
+        cls(random_state=np.random.default_rng(4), **kw).fit(Xd, yd, n_classes=K, donors=dd)
+        runs.append(rec)
+    full, nbr = runs
+    assert full.sens["counts"] == m
+    # the donor's m kept cells spread over the types: the count vector moves by sqrt(sum_k m_k^2), in [m/sqrt(K), m]
+    assert m / np.sqrt(K) - 1e-9 <= np.linalg.norm(full.values["counts"] - nbr.values["counts"]) <= m
+    names = ["mean", "second_moment", "nonzero"] + (["gram", "library"] if cls is VineNMFGenerator else [])
+    for name in names:
+        diff = np.linalg.norm(full.values[name] - nbr.values[name])
+        assert 0 < diff <= full.sens[name] * (1 + 1e-9), (name, diff, full.sens[name])
+
+
 def test_gram_release_bound_with_donor_cap_across_cell_types():
     """A donor with cells in several types: concatenated per-type Gram sums change by <= m C^2 (Frobenius)."""
     rng = np.random.default_rng(1)
@@ -164,16 +193,16 @@ def test_gram_release_bound_with_donor_cap_across_cell_types():
 
 
 def test_release_adds_calibrated_noise_and_records():
-    acc = sd.privacy.ZCDPAccountant()
+    led = sd.privacy.Ledger()
     rng = np.random.default_rng(0)
-    out = C.release(np.zeros(20000), sensitivity=3.0, rho=0.5, name="x", accountant=acc, rng=rng)
+    out = C.release(np.zeros(20000), sensitivity=3.0, rho=0.5, name="x", ledger=led, rng=rng)
     assert out.std() == pytest.approx(3.0, rel=0.03)  # sigma = 3 / sqrt(2 * 0.5) = 3
-    assert acc.rho == pytest.approx(0.5)
-    sym = C.release(np.zeros((4, 5, 5)), sensitivity=1.0, rho=1.0, name="s", accountant=acc, rng=rng, symmetric=True)
+    assert led.mu**2 / 2 == pytest.approx(0.5)
+    sym = C.release(np.zeros((4, 5, 5)), sensitivity=1.0, rho=1.0, name="s", ledger=led, rng=rng, symmetric=True)
     np.testing.assert_array_equal(sym, np.swapaxes(sym, 1, 2))
-    same = C.release(np.ones(3), sensitivity=1.0, rho=np.inf, name="n", accountant=acc, rng=rng)
+    same = C.release(np.ones(3), sensitivity=1.0, rho=np.inf, name="n", ledger=led, rng=rng)
     np.testing.assert_array_equal(same, np.ones(3))
-    assert len(acc.ledger) == 2
+    assert len(led) == 2
 
 
 # --------------------------------------------------------------------------- DP accounting and output contract
@@ -182,11 +211,13 @@ def test_release_adds_calibrated_noise_and_records():
 def test_generate_integer_sparse_and_eps_spent(kang_small, method, unit_kw):
     kw = {"n_copula_genes": 30} if method == "copula" else {"n_factors": 4, "n_hvg": 60}
     before = kang_small.X.copy()
-    syn = sd.tl.generate(kang_small, method, eps=1.5, groupby="cell_type", random_state=0, **unit_kw, **kw)
+    n_obs = {"n_obs": kang_small.n_obs} if unit_kw else {}  # 2 donors: donor-level DP counts are pure noise
+    syn = sd.tl.generate(kang_small, method, eps=1.5, groupby="cell_type", **unit_kw, **kw, **n_obs)
     assert sparse.isspmatrix_csr(syn.X) or isinstance(syn.X, sparse.csr_array)
     assert np.issubdtype(syn.X.dtype, np.integer)
     assert syn.X.data.min() >= 0
-    assert syn.shape == kang_small.shape
+    assert syn.n_vars == kang_small.n_vars
+    assert syn.n_obs == kang_small.n_obs if unit_kw else abs(syn.n_obs - kang_small.n_obs) < 100
     assert (kang_small.X != before).nnz == 0  # user data untouched
     priv = syn.uns["scdpsynth"]["privacy"]
     assert priv["eps_spent"] <= 1.5
@@ -199,11 +230,12 @@ def test_generate_integer_sparse_and_eps_spent(kang_small, method, unit_kw):
 @pytest.mark.parametrize("cls", GENERATORS)
 def test_same_seed_same_output_and_rho_within_budget(cls, kang_small):
     X, y, _donors, K = _arrays(kang_small)
-    a = cls(eps=0.7, random_state=5, **SMALL_KW[cls]).fit(X, y, n_classes=K).sample([20] * K)
-    g = cls(eps=0.7, random_state=5, **SMALL_KW[cls]).fit(X, y, n_classes=K)
+    rng = np.random.default_rng
+    a = cls(eps=0.7, random_state=rng(5), **SMALL_KW[cls]).fit(X, y, n_classes=K).sample([20] * K)
+    g = cls(eps=0.7, random_state=rng(5), **SMALL_KW[cls]).fit(X, y, n_classes=K)
     b = g.sample([20] * K)
     assert (a != b).nnz == 0
-    assert g.accountant.rho <= g.budget.rho
+    assert g.ledger.mu**2 / 2 <= g.budget.rho
     assert g.privacy_report()["eps_spent"] <= 0.7
 
 
@@ -370,13 +402,14 @@ def test_vine_nmf_nonprivate_keeps_means(kang_example):
 @pytest.mark.parametrize("method", ["copula", "vine_nmf"])
 def test_full_kang_donor_level(kang_pbmc, method):
     """12,261 cells, 8 donors: donor-level DP output is integer CSR, budget respected, cell types all generated."""
-    syn = sd.tl.generate(kang_pbmc, method, eps=10.0, groupby="cell_type", donor_key="donor_id", random_state=0)
-    assert syn.shape == kang_pbmc.shape and sparse.issparse(syn.X)
+    syn = sd.tl.generate(kang_pbmc, method, eps=10.0, groupby="cell_type", donor_key="donor_id", n_obs=12_000)
+    # 8 donors: the DP class proportions (sensitivity = the cap, 256 cells) are noisy, the total is the user's
+    assert syn.n_obs == 12_000 and sparse.issparse(syn.X)
     assert np.issubdtype(syn.X.dtype, np.integer)
     priv = syn.uns["scdpsynth"]["privacy"]
-    assert priv["unit"] == "donor" and priv["n_donors"] == 8
+    assert priv["unit"] == "donor" and "n_donors" not in priv
     assert priv["eps_spent"] <= 10.0
-    assert (syn.obs["cell_type"].value_counts() > 0).all()
+    assert (syn.obs["cell_type"].value_counts() > 0).sum() >= 3
 
 
 @pytest.mark.slow

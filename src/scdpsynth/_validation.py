@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ __all__ = [
     "is_counts",
     "check_counts",
     "check_categorical",
+    "check_unique_names",
     "check_eps",
     "check_delta",
 ]
@@ -97,6 +99,13 @@ def check_counts(X, where: str = "adata.X") -> None:
         )
 
 
+def check_unique_names(names: pd.Index, where: str, *, fix: str) -> None:
+    """Raise a ValueError naming the duplicates if ``names`` is not unique."""
+    if not names.is_unique:
+        dup = list(pd.Index(names)[pd.Index(names).duplicated()].unique()[:5])
+        raise ValueError(f"{where} has duplicate names (e.g. {dup}); run {fix} first.")
+
+
 def check_categorical(adata, key: str, *, min_size: int = 1, what: str = "groupby") -> tuple[np.ndarray, pd.Index]:
     """Return integer codes and categories of ``adata.obs[key]``.
 
@@ -117,6 +126,14 @@ def check_categorical(adata, key: str, *, min_size: int = 1, what: str = "groupb
             f"(adata = adata[adata.obs[{key!r}].notna()].copy()) or fill them."
         )
     cat = pd.Categorical(col)
+    suspicious = [c for c in cat.categories if isinstance(c, str) and c.strip().lower() in ("nan", "none", "na", "")]
+    if suspicious:
+        warnings.warn(
+            f"adata.obs[{key!r}] has the label(s) {suspicious}: text that usually marks a missing value, treated here "
+            f"as a class of its own. Set them to NaN and drop those cells if they are missing labels.",
+            UserWarning,
+            stacklevel=3,
+        )
     counts = pd.Series(cat.codes).value_counts().reindex(range(len(cat.categories)), fill_value=0)
     empty = [cat.categories[i] for i, c in counts.items() if c == 0]
     if empty:

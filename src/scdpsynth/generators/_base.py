@@ -8,8 +8,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .._utils import check_random_state
-from ..privacy import Budget, ZCDPAccountant
+from .._utils import fit_random_state
+from ..privacy import DEFAULT_DELTA, Budget, Ledger
 
 __all__ = ["BaseGenerator"]
 
@@ -17,9 +17,14 @@ __all__ = ["BaseGenerator"]
 class BaseGenerator(abc.ABC):
     """Base class of all synthetic-data generators.
 
-    Subclasses implement :meth:`fit` and :meth:`sample`, spend their budget only through mechanisms recorded in
-    ``self.accountant`` and list in ``self.scope`` every quantity derived from private data that is *not* covered
-    by the budget (e.g. "class counts treated as public").
+    Subclasses implement :meth:`fit` and :meth:`sample`, draw every bit of noise through ``self.ledger`` (a
+    :class:`~scdpsynth.privacy.Ledger`, which records each release as drawn), and list in ``self.scope`` every
+    quantity derived from private data that is *not* covered by the budget. With default arguments the scope holds
+    nothing derived from the data.
+
+    Every fit also sets :attr:`class_counts_`: the number of records per class as released under DP (a noisy count
+    charged to the ledger; exact for a non-private fit). :func:`scdpsynth.tl.generate` sizes the synthetic classes
+    from it unless the user declares sizes.
 
     Parameters
     ----------
@@ -28,7 +33,9 @@ class BaseGenerator(abc.ABC):
     delta
         Privacy parameter delta.
     random_state
-        Seed or :class:`numpy.random.Generator`; the only source of randomness.
+        Seed or :class:`numpy.random.Generator`; the only source of randomness. ``None`` (default): fresh OS entropy
+        for a private fit (its noise must be secret), seed 0 for a non-private one. An integer seed with ``eps`` set
+        warns (:class:`~scdpsynth._utils.KnownSeedWarning`).
     unit
         Privacy unit: ``"sample"`` (one row) or ``"donor"`` (all rows of one donor). Only generators that list
         ``"donor"`` in :attr:`units` accept it.
@@ -40,19 +47,37 @@ class BaseGenerator(abc.ABC):
     data: ClassVar[str] = "continuous"
     #: privacy units the generator can bound
     units: ClassVar[tuple[str, ...]] = ("sample",)
+    #: neighbouring relation of the stated sensitivities (one unit added/removed, or one unit's data replaced)
+    neighbouring: ClassVar[str] = "add_remove"
 
-    def __init__(self, *, eps: float | None = None, delta: float = 1e-5, random_state=0, unit: str = "sample"):
+    def __init__(self, *, eps: float | None = None, delta: float = DEFAULT_DELTA, random_state=None, unit="sample"):
         self.budget = Budget(eps, delta)
-        self.rng = check_random_state(random_state)
+        self.rng = fit_random_state(random_state, private=self.budget.private, stacklevel=4)
         if unit not in self.units:
             raise ValueError(
                 f"{type(self).__name__} supports privacy unit(s) {list(self.units)}, got unit={unit!r}."
                 + (" Donor-level privacy needs a generator with donor support." if unit == "donor" else "")
             )
         self.unit = unit
-        self.accountant = ZCDPAccountant()
+        self.ledger = Ledger(neighbouring=self.neighbouring)
         self.scope: list[str] = []
         self.fitted_ = False
+        self.class_counts_: np.ndarray | None = None
+
+    def _release_class_counts(self, y: np.ndarray, n_classes: int, rho: float) -> np.ndarray:
+        """Per-class record counts, released with the Gaussian mechanism (``rho`` of the budget), as
+        :attr:`class_counts_`; exact when non-private.
+
+        Add/remove one record changes one class count by one: L2 sensitivity 1 (``sqrt(2)`` under replace-one, where a
+        record may change class). Returns the released counts (floats, possibly negative: post-process them).
+        """
+        counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=int(n_classes)).astype(np.float64)
+        if self.private:
+            sens = math.sqrt(2.0) if self.neighbouring == "replace" else 1.0
+            counts = self.ledger.gaussian(counts, sensitivity=sens, sigma=sens / math.sqrt(2.0 * rho),
+                                          rng=self.rng, name="class_counts")  # fmt: skip
+        self.class_counts_ = counts
+        return counts
 
     @property
     def private(self) -> bool:
@@ -90,18 +115,19 @@ class BaseGenerator(abc.ABC):
                 "delta": 0.0,
                 "eps_spent": math.inf,
                 "accountant": "none",
+                "neighbouring": self.neighbouring,
                 "unit": self.unit,
                 "scope": ["non-private fit (eps=None): no differential privacy guarantee", *self.scope],
             }
-        eps_spent = self.accountant.get_epsilon(self.budget.delta)
-        details = self.accountant.to_dict(self.budget.delta)
+        ledger = self.ledger.to_dict(self.budget.delta)
         return {
             "private": True,
             "eps": self.budget.eps,
             "delta": self.budget.delta,
-            "eps_spent": eps_spent,
-            "accountant": details["accountant"],
-            "accountant_details": details,
+            "eps_spent": ledger.pop("eps_spent"),
+            "accountant": ledger["accountant"],
+            "neighbouring": self.neighbouring,
+            "ledger": ledger,
             "unit": self.unit,
             "scope": list(self.scope),
         }

@@ -28,7 +28,7 @@ import math
 import numpy as np
 from scipy import sparse
 
-from ..privacy import ZCDPAccountant, gaussian_sigma_for_rho
+from ..privacy import Ledger, gaussian_sigma_for_rho
 
 __all__ = [
     "cap_cells_per_donor",
@@ -124,22 +124,17 @@ def release(
     sensitivity: float,
     rho: float,
     name: str,
-    accountant: ZCDPAccountant,
+    ledger: Ledger,
     rng: np.random.Generator,
     symmetric: bool = False,
 ) -> np.ndarray:
-    """Gaussian mechanism ``values + N(0, sigma^2)``, ``sigma = sensitivity / sqrt(2 rho)``, recorded in ``accountant``.
+    """Gaussian mechanism ``values + N(0, sigma^2)``, ``sigma = sensitivity / sqrt(2 rho)``, drawn by ``ledger``.
 
     ``rho = inf`` (non-private) returns a copy without noise and records nothing. With ``symmetric=True`` the last
     two axes hold symmetric matrices: noise is drawn for the upper triangle (diagonal included) and mirrored, so the
     release is the upper triangle, whose L2 norm is at most the Frobenius norm the sensitivity bounds.
     """
-    values = np.array(values, dtype=np.float64)
     if math.isinf(rho):
-        return values
+        return np.array(values, dtype=np.float64)
     sigma = gaussian_sigma_for_rho(rho, sensitivity)
-    accountant.add_gaussian(name=name, sensitivity=sensitivity, sigma=sigma)
-    noise = rng.normal(0.0, sigma, size=values.shape)
-    if symmetric:
-        noise = np.triu(noise) + np.swapaxes(np.triu(noise, 1), -1, -2)
-    return values + noise
+    return ledger.gaussian(values, sensitivity=sensitivity, sigma=sigma, rng=rng, name=name, symmetric=symmetric)

@@ -6,16 +6,16 @@ value per (gene, bin), so synthetic data stay on the input scale.
 
 Two ways to get the edges and the per-bin values:
 
-``"public"`` (:func:`public_discretization`)
-    Exact per-gene quantiles and exact per-bin means of the private data. **No noise**: both are derived from private
-    data outside the budget, and a generator using them must list them in its ``scope``.
-``"dp"`` (:func:`dp_discretization`)
+``"dp"`` (:func:`dp_discretization`, the default of the generators)
     One Gaussian release of a per-gene histogram on a fixed grid of ``grid_size`` equal-width cells over public
     bounds ``(lo, hi)``. Quantile edges are read off the noisy CDF (piecewise-linear within a cell) and per-bin values
     are the means of the noisy, piecewise-uniform density within each bin: both are post-processing of the one
-    release. Sensitivity: under replace-one neighbouring a record moves between (at most) two cells of each gene's
-    histogram, so each gene's histogram has L2 sensitivity ``sqrt(2)`` and the d histograms together ``sqrt(2 d)``
-    (values are clipped to ``[lo, hi]``, so every record lands in exactly one cell per gene).
+    release. Sensitivity: under add/remove-one neighbouring a record adds one count to one cell of each gene's
+    histogram (values are clipped to ``[lo, hi]``, so every record lands in exactly one cell per gene): L2
+    sensitivity 1 per gene and ``sqrt(d)`` for the d histograms together.
+``"public"`` (:func:`public_discretization`, an explicit opt-in)
+    Exact per-gene quantiles and exact per-bin means of the private data. **No noise**: both are derived from private
+    data outside the budget, and a generator using them must list them in its ``scope``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..privacy import ZCDPAccountant, gaussian_sigma_for_rho
+from ..privacy import Ledger, gaussian_sigma_for_rho
+from ._projection import norm_sub
 
 __all__ = ["Discretization", "dp_discretization", "public_discretization", "quantile_levels"]
 
@@ -112,15 +113,15 @@ def dp_discretization(
     bounds: tuple[float, float],
     grid_size: int = 32,
     rng: np.random.Generator,
-    accountant: ZCDPAccountant,
+    ledger: Ledger,
 ) -> Discretization:
-    """DP quantile edges and per-bin values from one noisy per-gene histogram (rho-zCDP, charged to ``accountant``).
+    """DP quantile edges and per-bin values from one noisy per-gene histogram (``rho`` of the budget, drawn by
+    ``ledger``).
 
     Values are clipped to ``bounds`` (public, data-independent) and counted in ``grid_size`` equal-width cells per
-    gene. The Gaussian noise has ``sigma = sqrt(2 d) / sqrt(2 rho)``: one record changes each gene's histogram in at
-    most two cells by one, L2 sensitivity ``sqrt(2)`` per gene and ``sqrt(2 d)`` for all d genes (replace-one
-    neighbouring). Negative noisy counts are set to zero (post-processing); a gene whose noisy histogram is all
-    zero gets a uniform density.
+    gene. The Gaussian noise has ``sigma = sqrt(d) / sqrt(2 rho)``: adding or removing one record changes one cell of
+    each gene's histogram by one, L2 sensitivity 1 per gene and ``sqrt(d)`` for all d genes. The noisy histograms are
+    projected onto non-negative histograms summing to the estimated number of records (Norm-Sub; post-processing).
 
     Returns
     -------
@@ -139,13 +140,14 @@ def dp_discretization(
     cell = np.clip(((np.clip(X, lo, hi) - lo) / width).astype(np.int64), 0, grid_size - 1)
     hist = np.zeros((d, grid_size))
     np.add.at(hist, (np.broadcast_to(np.arange(d), (n, d)), cell), 1.0)
-    sensitivity = math.sqrt(2.0 * d)
+    sensitivity = math.sqrt(d)
     sigma = gaussian_sigma_for_rho(rho, sensitivity)
-    hist = hist + rng.normal(0.0, sigma, size=hist.shape)
-    accountant.add_gaussian(name="dp_quantile_histogram", sensitivity=sensitivity, sigma=sigma)
-    mass = np.clip(hist, 0.0, None)
-    empty = mass.sum(axis=1) <= 0
-    mass[empty] = 1.0
+    hist = ledger.gaussian(hist, sensitivity=sensitivity, sigma=sigma, rng=rng, name="dp_quantile_histogram")
+    # every gene's histogram counts the same records: their inverse-variance weighted total estimates n, and the
+    # Euclidean projection onto {mass >= 0, sum = n} (Norm-Sub) removes the spurious mass that clipping the noise of
+    # empty cells at zero would leave (post-processing)
+    total = max(float(hist.sum(axis=1).mean()), 1.0)
+    mass = norm_sub(hist, total)
     mass /= mass.sum(axis=1, keepdims=True)
 
     grid = lo + width * np.arange(grid_size + 1)

@@ -7,10 +7,11 @@ marginals are the 1-way marginals of every gene and of the label, and the 2-way 
 * ``label``: ``(K,)`` class counts;
 * ``two_way``: ``(d, B, K)`` counts, ``two_way[g, b, k] = #{i : x_ig = b, y_i = k}``.
 
-Sensitivity (replace-one neighbouring, the dataset size ``n`` is fixed and public): replacing one record moves one
-unit of count from one cell of a count marginal to another, so each marginal has L2 sensitivity ``sqrt(2)`` and
-``m`` marginals released together have L2 sensitivity ``sqrt(2 m)``. :func:`gaussian_measure` adds Gaussian noise
-calibrated to rho-zCDP for that sensitivity and records it in a :class:`~scdpsynth.privacy.ZCDPAccountant`.
+Sensitivity (add/remove-one neighbouring; the dataset size ``n`` is private): adding or removing one record changes
+one cell of every count marginal by one, so each marginal has L2 sensitivity 1 and ``m`` marginals released together
+have L2 sensitivity ``sqrt(m)``. :func:`gaussian_measure` draws Gaussian noise for that sensitivity through the
+:class:`~scdpsynth.privacy.Ledger`. The number of records is estimated from the released marginals
+(:func:`estimate_total`, post-processing), never read from the data.
 
 The PrivSyn consistency step (Zhang et al. 2021, Sec. 4) is :func:`make_consistent`: inverse-variance weighted
 agreement of the attributes shared between marginals, alternating with :func:`norm_sub` (non-negativity and
@@ -24,12 +25,15 @@ import math
 import numpy as np
 from scipy import sparse
 
-from ..privacy import ZCDPAccountant, gaussian_sigma_for_rho
+from ..privacy import DEFAULT_DELTA, Ledger, gaussian_sigma_for_rho
 from ._base import BaseGenerator
+from ._bounds import DEFAULT_BOUNDS, check_bounds, warn_clipped
 from ._discretize import dp_discretization, public_discretization
+from ._projection import norm_sub
 
 __all__ = [
     "count_marginals",
+    "estimate_total",
     "gaussian_measure",
     "MarginalGenerator",
     "make_consistent",
@@ -38,8 +42,8 @@ __all__ = [
     "systematic_sample",
 ]
 
-#: L2 sensitivity of one count marginal under replace-one neighbouring (one unit moves between two cells)
-MARGINAL_SENSITIVITY = math.sqrt(2.0)
+#: L2 sensitivity of one count marginal under add/remove-one neighbouring (one cell changes by one)
+MARGINAL_SENSITIVITY = 1.0
 
 
 def count_marginals(codes: np.ndarray, y: np.ndarray, n_bins: int, n_classes: int):
@@ -58,15 +62,15 @@ def gaussian_measure(
     *,
     rho: float,
     rng: np.random.Generator,
-    accountant: ZCDPAccountant,
+    ledger: Ledger,
     name: str,
     n_marginals: int | None = None,
 ) -> tuple[np.ndarray, float]:
     """Release count marginals with Gaussian noise under rho-zCDP.
 
     ``counts`` stacks ``m`` marginals along its first axis (a single marginal: ``m = 1`` if ``n_marginals`` says so).
-    Their joint L2 sensitivity is ``sqrt(2 m)`` (replace-one: each marginal moves one unit between two cells), so
-    the noise standard deviation is ``sigma = sqrt(2 m) / sqrt(2 rho) = sqrt(m / rho)`` for every cell.
+    Their joint L2 sensitivity is ``sqrt(m)`` (add/remove-one: one cell of each marginal changes by one), so the
+    noise standard deviation is ``sigma = sqrt(m) / sqrt(2 rho) = sqrt(m / (2 rho))`` for every cell.
 
     Returns
     -------
@@ -76,31 +80,26 @@ def gaussian_measure(
     m = counts.shape[0] if n_marginals is None else int(n_marginals)
     sensitivity = MARGINAL_SENSITIVITY * math.sqrt(m)
     sigma = gaussian_sigma_for_rho(rho, sensitivity)
-    noisy = counts + rng.normal(0.0, sigma, size=counts.shape)
-    accountant.add_gaussian(name=name, sensitivity=sensitivity, sigma=sigma)
-    return noisy, sigma
+    return ledger.gaussian(counts, sensitivity=sensitivity, sigma=sigma, rng=rng, name=name), sigma
 
 
-def norm_sub(m: np.ndarray, total: float | np.ndarray) -> np.ndarray:
-    """Non-negativity and normalisation (PrivSyn's Norm-Sub) of marginals along the last axis.
+def estimate_total(*measured: tuple[np.ndarray, float]) -> float:
+    """The number of records, estimated from released count marginals (post-processing).
 
-    Norm-Sub repeatedly sets negative cells to zero and subtracts the excess uniformly from the positive cells until
-    the marginal is non-negative and sums to ``total``; its fixed point is the Euclidean projection onto
-    ``{v >= 0, sum(v) = total}``, computed here directly (sort-based, vectorised over the leading axes).
-    ``total`` broadcasts against ``m.shape[:-1]``.
+    Each ``(marginals, sigma)`` pair stacks marginals along axis 0 whose cells carry independent ``N(0, sigma^2)``
+    noise; every marginal sums to ``n`` plus noise of variance ``cells * sigma^2``. Returns the inverse-variance
+    weighted mean of all those sums (at least 1); with ``sigma = 0`` (exact marginals) the exact total.
     """
-    m = np.asarray(m, dtype=float)
-    total = np.broadcast_to(np.asarray(total, dtype=float), m.shape[:-1])
-    if np.any(total < 0):
-        raise ValueError("norm_sub needs totals >= 0.")
-    u = -np.sort(-m, axis=-1)
-    css = np.cumsum(u, axis=-1) - total[..., None]
-    k = np.arange(1, m.shape[-1] + 1)
-    cond = u - css / k > 0
-    cond[..., 0] = True  # holds whenever total > 0; for total = 0 it gives theta = max(m), i.e. all zeros
-    r = m.shape[-1] - np.argmax(cond[..., ::-1], axis=-1)  # number of positive cells: last index where cond holds
-    theta = np.take_along_axis(css, (r - 1)[..., None], axis=-1) / r[..., None]
-    return np.clip(m - theta, 0.0, None)
+    sums, weights = [], []
+    for marg, sigma in measured:
+        marg = np.asarray(marg, dtype=float)
+        per = marg.reshape(marg.shape[0], -1)
+        if sigma == 0:
+            return float(per[0].sum())
+        sums.append(per.sum(axis=1))
+        weights.append(np.full(per.shape[0], 1.0 / (per.shape[1] * sigma**2)))
+    s, w = np.concatenate(sums), np.concatenate(weights)
+    return max(float((s * w).sum() / w.sum()), 1.0)
 
 
 def make_consistent(
@@ -117,9 +116,9 @@ def make_consistent(
 ):
     """PrivSyn consistency post-processing of the star marginal set (gene x label 2-ways, gene and label 1-ways).
 
-    Each round (Zhang et al. 2021, Sec. 4.2) makes every marginal sum to ``total`` (``n`` is public under replace-one
-    neighbouring), then makes the label agree across the label marginal and all selected 2-ways, then each gene
-    agree between its 1-way and its 2-way. The agreed value of a shared attribute is the inverse-variance weighted
+    Each round (Zhang et al. 2021, Sec. 4.2) makes every marginal sum to ``total`` (the number of records, estimated
+    from the released marginals by :func:`estimate_total`), then makes the label agree across the label marginal and
+    all selected 2-ways, then each gene agree between its 1-way and its 2-way. The agreed value of a shared attribute is the inverse-variance weighted
     average of the marginals' projections (a projection summing ``c`` cells of variance ``v`` has variance ``c v``);
     each marginal is then shifted to it, spreading the difference evenly over the cells that project onto each
     shared cell. Every round ends with :func:`norm_sub`, so the output is non-negative and normalised; the last
@@ -236,6 +235,9 @@ _DISCRETIZATIONS = ("public", "dp")
 class MarginalGenerator(BaseGenerator):
     """Common part of :class:`~scdpsynth.generators.private_pgm.PrivatePGM` and
     :class:`~scdpsynth.generators.privsyn.PrivSyn`: input checks, discretisation, budget bookkeeping, back-mapping.
+
+    Defaults are private: ``discretization="dp"`` over the public ``bounds`` :data:`DEFAULT_BOUNDS` (log-scale
+    expression: log2 intensities or log1p counts), which do not look at the data.
     """
 
     data = "continuous"
@@ -245,13 +247,13 @@ class MarginalGenerator(BaseGenerator):
         self,
         *,
         eps: float | None = None,
-        delta: float = 1e-5,
-        random_state=0,
+        delta: float = DEFAULT_DELTA,
+        random_state=None,
         unit: str = "sample",
         n_bins: int = 4,
-        discretization: str = "public",
-        bounds: tuple[float, float] | None = None,
-        grid_size: int = 32,
+        discretization: str = "dp",
+        bounds: tuple[float, float] = DEFAULT_BOUNDS,
+        grid_size: int = 16,
         discretization_share: float = 0.1,
     ):
         super().__init__(eps=eps, delta=delta, random_state=random_state, unit=unit)
@@ -259,16 +261,11 @@ class MarginalGenerator(BaseGenerator):
             raise ValueError(f"n_bins must be an integer >= 2, got {n_bins!r} (the reference setting is 4).")
         if discretization not in _DISCRETIZATIONS:
             raise ValueError(f"discretization must be one of {list(_DISCRETIZATIONS)}, got {discretization!r}.")
-        if bounds is not None:
-            finite = len(bounds) == 2 and math.isfinite(bounds[0]) and math.isfinite(bounds[1])
-            if not finite or bounds[0] >= bounds[1]:
-                raise ValueError(f"bounds must be (lo, hi) with finite lo < hi, got {bounds!r}.")
-            bounds = (float(bounds[0]), float(bounds[1]))
+        self.bounds = check_bounds(bounds)
         if not (0.0 < float(discretization_share) < 1.0):
             raise ValueError(f"discretization_share must be in (0, 1), got {discretization_share!r}.")
         self.n_bins = int(n_bins)
         self.discretization = discretization
-        self.bounds = bounds
         self.grid_size = grid_size
         self.discretization_share = float(discretization_share)
 
@@ -293,37 +290,25 @@ class MarginalGenerator(BaseGenerator):
         """Fit the discretisation; returns the bin codes and the rho left for the marginals."""
         rho = self.budget.rho * (1.0 - 1e-9) if self.private else math.inf  # margin against rounding in the sum
         if self.discretization == "dp" and self.private:
-            if self.bounds is None:
-                bounds = (float(X.min()), float(X.max()))
-                if bounds[0] == bounds[1]:
-                    bounds = (bounds[0] - 0.5, bounds[1] + 0.5)
-                self.scope.append(
-                    "value range (global min and max of X) used as the DP quantile grid bounds treated as public; "
-                    "pass bounds=(lo, hi) to make it data-independent"
-                )
-            else:
-                bounds = self.bounds
+            warn_clipped(X, self.bounds, "bounds")
             rho_disc = self.discretization_share * rho
             self.disc_ = dp_discretization(
                 X,
                 self.n_bins,
                 rho=rho_disc,
-                bounds=bounds,
+                bounds=self.bounds,
                 grid_size=self.grid_size,
                 rng=self.rng,
-                accountant=self.accountant,
+                ledger=self.ledger,
             )
             rho -= rho_disc
         else:
             self.disc_ = public_discretization(X, self.n_bins)
-            self.scope.append(
-                f"per-gene quantile bin edges ({self.n_bins} bins) computed without noise (discretization='public'); "
-                "use discretization='dp' to charge them to the budget"
-            )
-            self.scope.append(
-                "per-bin mean expression values used to map bins back to values computed without noise "
-                "(discretization='public')"
-            )
+            if self.private:
+                self.scope.append(
+                    f"per-gene quantile bin edges ({self.n_bins} bins) and per-bin mean values computed without "
+                    "noise (discretization='public', an explicit opt-in); the default 'dp' charges them to the budget"
+                )
         return self.disc_.transform(X), rho
 
     def _check_class_counts(self, class_counts) -> np.ndarray:
@@ -339,7 +324,7 @@ class MarginalGenerator(BaseGenerator):
         return {
             "n_bins": self.n_bins,
             "discretization": self.discretization,
-            "bounds": list(self.bounds) if self.bounds is not None else None,
+            "bounds": list(self.bounds),
             "grid_size": int(self.grid_size),
             "discretization_share": self.discretization_share,
         }

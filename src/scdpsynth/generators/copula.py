@@ -4,7 +4,7 @@ Model (Sun et al. 2021, scDesign2): within each cell type, every gene has its ow
 ZINB, chosen per gene), and the ``n_copula_genes`` most highly expressed genes are tied together by a Gaussian
 copula; the remaining genes are sampled independently from their marginals.
 
-Private fit (all releases are Gaussian mechanisms composed under zCDP in ``self.accountant``; sensitivities are for
+Private fit (all releases are Gaussian mechanisms drawn through ``self.ledger``; sensitivities are for
 add/remove-one-unit neighbouring, see :mod:`scdpsynth.generators._contribution`; ``m = 1`` for ``unit="sample"``
 and ``m = max_cells_per_donor`` for ``unit="donor"``, where each donor's cells are first subsampled to at most
 ``m`` over all cell types):
@@ -33,6 +33,7 @@ from scipy import sparse, special
 
 from ._base import BaseGenerator
 from ._contribution import (
+    NEIGHBOURING,
     cap_cells_per_donor,
     clip_rows_l2,
     contribution_bound,
@@ -71,18 +72,18 @@ def project_mean(M: np.ndarray, *, upper: float, norm: float) -> np.ndarray:
     return M * np.minimum(1.0, norm / np.maximum(nrm, 1e-300))
 
 
-def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, accountant, rng):
+def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger, rng):
     """Noisy per-type cell counts and means of ``min(x, cap)``, its square and ``1[x > 0]`` (each ``K x d``).
 
     Releases ``counts`` (sensitivity ``m``) and, for each key of ``clips`` (``"mean"``, ``"second_moment"``,
     ``"nonzero"``), the per-type sums of the per-cell vectors clipped to L2 norm ``clips[key]`` (sensitivity
     ``m * clips[key]``), each with budget ``rho[key]``. Means divide by the noisy counts (at least 1) and are
-    projected with :func:`project_mean`.
+    projected with :func:`project_mean`. Returns the released counts as drawn (possibly below 1) and the means.
     """
     ones = grouped_sums(np.ones((X.shape[0], 1)), y, K)[:, 0]
-    n = release(ones, sensitivity=sum_sensitivity(1.0, m, neighbouring=neighbouring), rho=rho["counts"],
-                name="counts", accountant=accountant, rng=rng)  # fmt: skip
-    n = np.maximum(n, 1.0)
+    released = release(ones, sensitivity=sum_sensitivity(1.0, m, neighbouring=neighbouring), rho=rho["counts"],
+                       name="counts", ledger=ledger, rng=rng)  # fmt: skip
+    n = np.maximum(released, 1.0)
     c = X.astype(np.float64)
     c.data = np.minimum(c.data, count_cap)
     vectors = {"mean": c, "second_moment": c.multiply(c).tocsr(), "nonzero": (c > 0).astype(np.float64)}
@@ -91,9 +92,15 @@ def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, account
     for key, clip in clips.items():
         sums = grouped_sums(clip_rows_l2(vectors[key], clip), y, K)
         noisy = release(sums, sensitivity=sum_sensitivity(clip, m, neighbouring=neighbouring), rho=rho[key],
-                        name=key, accountant=accountant, rng=rng) / n[:, None]  # fmt: skip
+                        name=key, ledger=ledger, rng=rng) / n[:, None]  # fmt: skip
         stats[key] = project_mean(noisy, upper=upper[key], norm=clip)
-    return n, stats
+    return released, stats
+
+
+def _check_neighbouring(neighbouring: str) -> str:
+    if neighbouring not in NEIGHBOURING:
+        raise ValueError(f"neighbouring must be one of {NEIGHBOURING}, got {neighbouring!r}.")
+    return neighbouring
 
 
 def _check_counts_matrix(X) -> sparse.csr_matrix:
@@ -158,7 +165,7 @@ class CopulaGenerator(BaseGenerator):
         *,
         eps: float | None = None,
         delta: float = 1e-5,
-        random_state=0,
+        random_state=None,
         unit: str = "sample",
         n_copula_genes: int = 100,
         max_cells_per_donor: int = 256,
@@ -188,7 +195,7 @@ class CopulaGenerator(BaseGenerator):
         if dispersion not in ("zeros", "moments"):
             raise ValueError(f"dispersion must be 'zeros' or 'moments', got {dispersion!r}.")
         self.dispersion = dispersion
-        self.neighbouring = neighbouring
+        self.neighbouring = self.ledger.neighbouring = _check_neighbouring(neighbouring)
         self.weights = {"counts": 0.05, "mean": 0.3, "second_moment": 0.25, "nonzero": 0.15, "copula": 0.25}
         if weights is not None:
             unknown = set(weights) - set(self.weights)
@@ -246,12 +253,13 @@ class CopulaGenerator(BaseGenerator):
         self.n_genes_ = d
         rho = self._rho()
         X, y = self._bound(X, y, donors)
-        n, st = dp_count_moments(
+        released, st = dp_count_moments(
             X, y, K, m=self.m_, neighbouring=self.neighbouring, count_cap=self.count_cap,
             clips={"mean": self.clip_mean, "second_moment": self.clip_sq, "nonzero": self.clip_nonzero},
-            rho=rho, accountant=self.accountant, rng=self.rng,
+            rho=rho, ledger=self.ledger, rng=self.rng,
         )  # fmt: skip
-        self.n_released_ = n
+        self.class_counts_ = released  # DP per-type cell counts (of the cells kept after the donor cap)
+        self.n_released_ = np.maximum(released, 1.0)
         self.marginals_ = marginals_from_moments(
             st["mean"], st["second_moment"], 1.0 - st["nonzero"], families=self.families, dispersion=self.dispersion
         )
@@ -282,7 +290,7 @@ class CopulaGenerator(BaseGenerator):
             Z = clip_rows_l2(Z, clip)
             gram[k] = Z.T @ Z
         gram = release(gram, sensitivity=sum_sensitivity(clip, self.m_, neighbouring=self.neighbouring, power=2),
-                       rho=rho, name="copula", accountant=self.accountant, rng=self.rng, symmetric=True)  # fmt: skip
+                       rho=rho, name="copula", ledger=self.ledger, rng=self.rng, symmetric=True)  # fmt: skip
         self.copula_genes_ = genes
         self.corr_ = [nearest_correlation(gram[k] / self.n_released_[k]) for k in range(K)]
 

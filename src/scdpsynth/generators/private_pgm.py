@@ -18,7 +18,14 @@ import math
 
 import numpy as np
 
-from ._marginals import MarginalGenerator, count_marginals, gaussian_measure, norm_sub, systematic_sample
+from ._marginals import (
+    MarginalGenerator,
+    count_marginals,
+    estimate_total,
+    gaussian_measure,
+    norm_sub,
+    systematic_sample,
+)
 
 __all__ = ["PrivatePGM", "star_mirror_descent"]
 
@@ -122,17 +129,19 @@ class PrivatePGM(MarginalGenerator):
 
     **Mechanism.** After discretisation (see below) the 1-way marginals of all ``d`` genes and of the label and the
     ``d`` gene x label 2-way marginals (``2 d + 1`` count marginals) are released with the Gaussian mechanism at one
-    common noise level. Sensitivity: under replace-one neighbouring (``n`` fixed and public) one record moves one
-    unit of count between two cells of each marginal, L2 sensitivity ``sqrt(2)`` per marginal and ``sqrt(2 (2d+1))``
-    for all of them, so ``sigma = sqrt((2 d + 1) / rho)`` with ``rho`` the zCDP budget left after discretisation.
+    common noise level. Sensitivity: under add/remove-one neighbouring one record changes one cell of each marginal
+    by one, L2 sensitivity 1 per marginal and ``sqrt(2 d + 1)`` for all of them, so
+    ``sigma = sqrt((2 d + 1) / (2 rho))`` with ``rho`` the budget left after discretisation (zCDP units). The number
+    of records is estimated from the released marginals (:func:`~scdpsynth.generators._marginals.estimate_total`).
     The star model (``p(y) prod_g p(x_g | y)``) is then fitted by :func:`star_mirror_descent` and sampled per class by
     randomised rounding (the ``"round"`` synthesis of ``mbi``): class ``k`` gets ``class_counts[k]`` rows whose gene
     ``g`` takes bin ``b`` ``floor`` or ``ceil`` of ``n_k p(b | k)`` times.
 
-    **Discretisation and back-mapping.** ``discretization="public"`` (default, as in the reference study): exact
-    per-gene quantile edges and exact per-bin mean values, both **outside the budget** and listed in ``scope``.
-    ``discretization="dp"``: edges and per-bin values from one noisy per-gene histogram over ``bounds``
-    (``discretization_share`` of the budget; see :func:`~scdpsynth.generators._discretize.dp_discretization`). Synthetic
+    **Discretisation and back-mapping.** ``discretization="dp"`` (default): edges and per-bin values from one noisy
+    per-gene histogram over the public ``bounds`` (``discretization_share`` of the budget; see
+    :func:`~scdpsynth.generators._discretize.dp_discretization`). ``discretization="public"`` (the reference study's
+    choice, an explicit opt-in): exact per-gene quantile edges and per-bin means, **outside the budget**, listed in
+    ``scope``. Synthetic
     bin codes map back to the per-bin values, so synthetic expression stays on the input scale.
 
     With ``eps=None`` the marginals are exact and the star model is its closed-form maximum-likelihood fit (the
@@ -145,10 +154,10 @@ class PrivatePGM(MarginalGenerator):
     n_bins
         Quantile bins per gene (4: quartiles).
     discretization
-        ``"public"`` or ``"dp"``.
+        ``"dp"`` (default) or ``"public"`` (non-private bins, listed in ``scope``).
     bounds
-        ``(lo, hi)`` public value range for ``discretization="dp"``; default the data's global min and max (listed in
-        ``scope``).
+        ``(lo, hi)`` public value range for ``discretization="dp"``, known independently of the data; default
+        :data:`~scdpsynth.generators._bounds.DEFAULT_BOUNDS` ``(0, 16)`` (log2 intensities, log1p counts).
     grid_size
         Cells of the DP histogram per gene.
     discretization_share
@@ -176,25 +185,28 @@ class PrivatePGM(MarginalGenerator):
             self.cond_[:, :, lab == 0] = 1.0 / self.n_bins
             self.p_y_ = lab / n
             self.sigma_ = 0.0
+            self.class_counts_ = lab
         else:
             d = X.shape[1]
             m = 2 * d + 1
             # equal noise on every marginal: each group gets rho in proportion to its number of marginals
             one_n, s1 = gaussian_measure(
-                one, rho=rho * d / m, rng=self.rng, accountant=self.accountant, name="one_way_marginals"
+                one, rho=rho * d / m, rng=self.rng, ledger=self.ledger, name="one_way_marginals"
             )
             lab_n, sy = gaussian_measure(
-                lab[None], rho=rho / m, rng=self.rng, accountant=self.accountant, name="label_marginal"
+                lab[None], rho=rho / m, rng=self.rng, ledger=self.ledger, name="label_marginal"
             )
             two_n, s2 = gaussian_measure(
-                two, rho=rho * d / m, rng=self.rng, accountant=self.accountant, name="gene_label_marginals"
+                two, rho=rho * d / m, rng=self.rng, ledger=self.ledger, name="gene_label_marginals"
             )
             self.sigma_ = s2
             # the released (noisy) measurements: DP outputs, kept for diagnostics
             self.measurements_ = {"one_way": one_n, "label": lab_n[0], "two_way": two_n, "sigma": s2}
-            est = star_mirror_descent(one_n, s1, lab_n[0], sy, two_n, s2, total=float(n), iters=self.iters)
+            total = estimate_total((one_n, s1), (lab_n, sy), (two_n, s2))  # n is private: estimated from releases
+            est = star_mirror_descent(one_n, s1, lab_n[0], sy, two_n, s2, total=total, iters=self.iters)
             logger.info("Private-PGM mirror descent: %d steps, loss %.4g", est["iters"], est["loss"])
             self.cond_, self.p_y_ = est["cond"], est["p_y"]
+            self.class_counts_ = total * est["p_y"]  # the fitted model's class sizes (post-processing)
             self.n_iter_ = est["iters"]
         self.fitted_ = True
         return self

@@ -13,6 +13,7 @@ import numpy as np
 from ._marginals import (
     MarginalGenerator,
     count_marginals,
+    estimate_total,
     gaussian_measure,
     make_consistent,
     round_counts,
@@ -25,10 +26,9 @@ __all__ = ["PrivSyn", "gum_synthesize", "independence_difference", "select_margi
 def independence_difference(one_way: np.ndarray, label: np.ndarray, two_way: np.ndarray, total: float) -> np.ndarray:
     """PrivSyn's InDif of each gene with the label: ``sum_{b,k} |M(b, k) - M(b) M(k) / n|``, shape ``(d,)``.
 
-    Sensitivity under replace-one neighbouring (``n`` fixed): the 2-way term changes by at most 2 in L1. With the
-    1-way marginals taken from an earlier (noisy, already released) measurement, as :class:`PrivSyn` does, that is
-    all, so each InDif changes by at most 2 and the vector of ``d`` InDifs by at most ``2 sqrt(d)`` in L2. (With
-    exact 1-way marginals the product term would add up to ``(2 n + 2 n + 4) / n``, i.e. ``6 + 4 / n`` in all.)
+    Sensitivity under add/remove-one neighbouring: the 2-way term changes by one in one cell per gene. With the 1-way
+    marginals and ``total`` taken from earlier (noisy, already released) measurements, as :class:`PrivSyn` does,
+    that is all, so each InDif changes by at most 1 and the vector of ``d`` InDifs by at most ``sqrt(d)`` in L2.
     """
     expected = one_way[:, :, None] * label[None, None, :] / total
     return np.abs(two_way - expected).sum(axis=(1, 2))
@@ -39,7 +39,7 @@ def select_marginals(indif: np.ndarray, *, rho_two: float, n_cells: int) -> np.n
 
     Selecting the ``m`` genes of largest (noisy) InDif, with the 2-way budget ``rho_two`` split evenly among them,
     has expected L1 error ``sum_{unselected} InDif + m * n_cells * sigma(m) * sqrt(2 / pi)`` with
-    ``sigma(m) = sqrt(m / rho_two)`` (Gaussian noise on ``n_cells`` cells per marginal, sensitivity ``sqrt(2 m)``);
+    ``sigma(m) = sqrt(m / (2 rho_two))`` (Gaussian noise on ``n_cells`` cells per marginal, sensitivity ``sqrt(m)``);
     the ``m`` minimising it (0 allowed) is chosen. Pure post-processing of ``indif``. Returns a boolean mask.
     """
     indif = np.asarray(indif, dtype=float)
@@ -47,7 +47,7 @@ def select_marginals(indif: np.ndarray, *, rho_two: float, n_cells: int) -> np.n
     sorted_ = indif[order]
     m = np.arange(indif.size + 1)
     unselected = np.concatenate([[sorted_.sum()], sorted_.sum() - np.cumsum(sorted_)])
-    noise = m * n_cells * np.sqrt(m / rho_two) * math.sqrt(2.0 / math.pi)
+    noise = m * n_cells * np.sqrt(m / (2.0 * rho_two)) * math.sqrt(2.0 / math.pi)
     best = int(np.argmin(unselected + noise))
     mask = np.zeros(indif.size, dtype=bool)
     mask[order[:best]] = True
@@ -156,10 +156,10 @@ class PrivSyn(MarginalGenerator):
     **Mechanism.** After discretisation, the zCDP budget ``rho`` (what is left after DP discretisation) is split
     ``1 : 8`` between the 1-way marginals (``d`` genes and the label, ``d + 1`` marginals) and the gene x label 2-way
     marginals, or ``1 : 1 : 8`` when ``select=True`` spends a share on DP marginal selection. Each group is released
-    with the Gaussian mechanism; under replace-one neighbouring (``n`` fixed, public) every count marginal has L2
-    sensitivity ``sqrt(2)`` (one unit of count moves between two cells), so ``m`` marginals together have
-    ``sqrt(2 m)`` and ``sigma = sqrt(m / rho_group)``. Selection releases each gene's InDif with Gaussian noise
-    (sensitivity ``2 sqrt(d)``, see :func:`independence_difference`) and keeps the genes chosen by
+    with the Gaussian mechanism; under add/remove-one neighbouring every count marginal has L2 sensitivity 1 (one
+    cell changes by one), so ``m`` marginals together have ``sqrt(m)`` and ``sigma = sqrt(m / (2 rho_group))``. The
+    number of records is estimated from the released marginals. Selection releases each gene's InDif with Gaussian
+    noise (sensitivity ``sqrt(d)``, see :func:`independence_difference`) and keeps the genes chosen by
     :func:`select_marginals`; an unselected gene is synthesised independently of the label from its 1-way marginal.
 
     **Post-processing.** :func:`~scdpsynth.generators._marginals.make_consistent` (inverse-variance weighted
@@ -168,8 +168,9 @@ class PrivSyn(MarginalGenerator):
     ``class_counts``.
 
     **Discretisation and back-mapping** as in :class:`~scdpsynth.generators.private_pgm.PrivatePGM`:
-    ``discretization="public"`` (default) uses exact per-gene quantile edges and exact per-bin means, listed in
-    ``scope``; ``discretization="dp"`` derives both from one noisy histogram charged to the budget.
+    ``discretization="dp"`` (default) derives edges and per-bin values from one noisy histogram charged to the
+    budget; ``discretization="public"`` (opt-in) uses exact per-gene quantile edges and per-bin means, listed in
+    ``scope``.
 
     With ``eps=None`` all marginals are exact (no noise, no selection) and there is no privacy.
 
@@ -222,30 +223,31 @@ class PrivSyn(MarginalGenerator):
         if not self.private:
             var1 = var_y = var2 = 0.0
             self.sigma_one_ = self.sigma_two_ = 0.0
+            total = float(n)
         else:
             parts = (1.0, 1.0, 8.0) if self.select else (1.0, 0.0, 8.0)
             rho1, rho_sel, rho2 = (rho * p / sum(parts) for p in parts)
             # same noise level on all d + 1 one-way marginals: rho1 split by number of marginals
             one, s1 = gaussian_measure(
-                one, rho=rho1 * d / (d + 1), rng=self.rng, accountant=self.accountant, name="one_way_marginals"
+                one, rho=rho1 * d / (d + 1), rng=self.rng, ledger=self.ledger, name="one_way_marginals"
             )
             lab_n, _ = gaussian_measure(
-                lab[None], rho=rho1 / (d + 1), rng=self.rng, accountant=self.accountant, name="label_marginal"
+                lab[None], rho=rho1 / (d + 1), rng=self.rng, ledger=self.ledger, name="label_marginal"
             )
             lab = lab_n[0]
+            total = estimate_total((one, s1), (lab_n, s1))  # n is private: estimated from the released 1-ways
             if self.select:
-                indif = independence_difference(np.clip(one, 0, None), np.clip(lab, 0, None), two, n)
-                # the 1-way marginals inside InDif are the already-released noisy ones (fixed): only the 2-way
-                # term depends on the data, so each InDif moves by at most 2 (sensitivity 2 sqrt(d) in L2)
-                sens = 2.0 * math.sqrt(d)
-                sigma_sel = sens / math.sqrt(2.0 * rho_sel)
-                noisy_indif = indif + self.rng.normal(0.0, sigma_sel, size=d)
-                self.accountant.add_gaussian(name="indif_selection", sensitivity=sens, sigma=sigma_sel)
+                indif = independence_difference(np.clip(one, 0, None), np.clip(lab, 0, None), two, total)
+                # the 1-way marginals and the total inside InDif are already released (fixed): only the 2-way term
+                # depends on the data, so each InDif moves by at most 1 (sensitivity sqrt(d) in L2)
+                sens = math.sqrt(d)
+                noisy_indif = self.ledger.gaussian(indif, sensitivity=sens, sigma=sens / math.sqrt(2.0 * rho_sel),
+                                                   rng=self.rng, name="indif_selection")  # fmt: skip
                 selected = select_marginals(noisy_indif, rho_two=rho2, n_cells=B * K)
             m = int(selected.sum())
             if m:
                 two_sel, s2 = gaussian_measure(
-                    two[selected], rho=rho2, rng=self.rng, accountant=self.accountant, name="gene_label_marginals"
+                    two[selected], rho=rho2, rng=self.rng, ledger=self.ledger, name="gene_label_marginals"
                 )
                 two = two.copy()
                 two[selected] = two_sel
@@ -269,7 +271,7 @@ class PrivSyn(MarginalGenerator):
             var_y,
             two,
             var2 if np.isfinite(var2) else 1.0,
-            total=float(n),
+            total=total,
             selected=selected,
             n_rounds=self.consistency_rounds if self.private else 1,
         )
@@ -277,6 +279,8 @@ class PrivSyn(MarginalGenerator):
         # independence model implied by the released 1-way marginals (post-processing only)
         two_c[~selected] = one_c[~selected][:, :, None] * lab_c[None, None, :] / max(lab_c.sum(), 1e-300)
         self.one_way_, self.label_, self.two_way_ = one_c, lab_c, two_c
+        # class sizes: the label after consistency with all selected 2-way marginals (post-processing of the releases)
+        self.class_counts_ = lab_c
         self.selected_ = selected
         self.fitted_ = True
         return self

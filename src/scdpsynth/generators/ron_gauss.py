@@ -3,27 +3,29 @@
 Chanyaswad, Liu & Mittal (2019), "RON-Gauss: Enhancing utility in non-interactive private data release", PoPETs;
 applied per class (the supervised "GMM" variant) as in the DP gene-expression benchmark this package follows.
 
-For each class ``c`` with ``n_c`` records:
+For each class ``c`` (add/remove-one neighbouring: one record added or removed):
 
-1. **Scale** each gene to ``[0, 1]`` with bounds ``(lo, hi)`` (public: user-given, or the observed range, which is then
-   listed in the privacy scope) and clip.
-2. **Normalise** each record ``u_i`` to unit L2 norm, ``v_i = u_i / ||u_i||``. All ``v_i`` lie on the unit sphere in the
-   non-negative orthant, so ``||v_i - v_j|| <= sqrt(2)``.
-3. **DP mean** ``mu = mean(v_i) + N(0, s^2 I)``; L2 sensitivity under replacing one record ``sqrt(2) / n_c``.
-4. **Re-centre** ``v_i - mu`` and **project** with a data-independent random orthonormal matrix ``W`` (p x d):
+1. **Scale** each gene to ``[0, 1]`` with public bounds ``(lo, hi)`` (default :data:`DEFAULT_BOUNDS`, or user-given
+   scalars or per-gene arrays known independently of the data) and clip.
+2. **Normalise** each record ``u_i`` to unit L2 norm, ``v_i = u_i / ||u_i||``.
+3. **DP count** of every class (one release of the class-count vector, sensitivity 1): the noisy ``n_c`` divides
+   the noisy sums below and sizes the synthetic classes.
+4. **DP mean direction** ``mu = (sum_c v_i + N(0, s^2 I)) / n_c``: the sum of unit vectors has L2 sensitivity 1;
+   ``mu`` is projected into the unit ball (post-processing).
+5. **Re-centre** ``v_i - mu`` and **project** with a data-independent random orthonormal matrix ``W`` (p x d):
    ``w_i = W (v_i - mu)``; then **re-normalise** ``y_i = w_i / ||w_i||``.
-5. **DP covariance** ``S = mean(y_i y_i^T)`` plus symmetric Gaussian noise on its upper triangle (diagonal included);
-   ``||y y^T - y' y'^T||_F <= sqrt(2)`` for unit vectors, so the L2 sensitivity of the upper triangle is
-   ``sqrt(2) / n_c``. The noisy matrix is projected onto the PSD cone (negative eigenvalues set to 0).
-6. **DP scales** for the way back: the mean record norm ``||u_i||`` (clipped to ``[0, sqrt(d)]``, sensitivity
-   ``sqrt(d) / n_c``) and the mean projected norm ``||w_i||`` (clipped to ``[0, 1 + ||mu||]``, sensitivity
-   ``(1 + ||mu||) / n_c``).
-7. **Sample** ``z ~ N(0, S)``, **back-project** ``v = mu + r W^T z``, rescale by the mean norm, undo the gene scaling
+6. **DP covariance** ``S = sum_c y_i y_i^T / n_c`` with symmetric Gaussian noise on the upper triangle of the sum
+   (diagonal included): ``||y y^T||_F = 1`` for a unit vector, so the L2 sensitivity is 1. The noisy matrix is
+   projected onto the PSD cone (negative eigenvalues set to 0).
+7. **DP scales** for the way back: the sums of the record norms ``||u_i||`` (clipped to ``[0, sqrt(d)]``,
+   sensitivity ``sqrt(d)``) and of the projected norms ``||w_i||`` (clipped to ``[0, 2]``, since
+   ``||v_i - mu|| <= 1 + ||mu|| <= 2``; sensitivity 2), divided by the noisy ``n_c``.
+8. **Sample** ``z ~ N(0, S)``, **back-project** ``v = mu + r W^T z``, rescale by the mean norm, undo the gene scaling
    and clip to the bounds.
 
-Privacy: the four releases of a class compose under zCDP; classes hold disjoint records and class sizes are public,
-so classes compose in parallel (the spent budget is that of one class). Neighbouring data sets differ in the
-expression values of one record.
+Privacy: one record lies in one class, so the releases of different classes compose in parallel (the ledger charges
+the worst class once); the class counts are one more release. Nothing about the data's size leaves unpaid.
+
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ import numpy as np
 
 from ..privacy import gaussian_sigma_for_rho
 from ._base import BaseGenerator
+from ._bounds import DEFAULT_BOUNDS, check_bounds, warn_clipped
 
-__all__ = ["RONGauss", "mean_direction", "projected_statistics", "random_orthonormal", "sensitivities"]
+__all__ = ["RONGauss", "direction_sum", "projected_sums", "random_orthonormal", "sensitivities"]
 
-_SHARES = {"mean": 0.35, "covariance": 0.45, "record_norm": 0.1, "projected_norm": 0.1}
+_SHARES = {"class_counts": 0.05, "mean": 0.35, "covariance": 0.4, "record_norm": 0.1, "projected_norm": 0.1}
+#: upper clip of the projected norms ``||W (v_i - mu)||`` (``||v_i|| = 1`` and ``||mu|| <= 1``)
+_MAX_PROJECTED_NORM = 2.0
 
 
 def random_orthonormal(d: int, p: int, rng: np.random.Generator) -> np.ndarray:
@@ -55,36 +60,35 @@ def _psd(S: np.ndarray) -> np.ndarray:
 
 
 def _unit_rows(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows scaled to unit L2 norm (rows of norm below 1e-12 become zero: dividing by a subnormal norm is inexact
+    and could leave a norm above 1, breaking the sensitivity bound), and the original norms.
+    """
     norms = np.linalg.norm(A, axis=1)
-    safe = np.where(norms > 0, norms, 1.0)
-    return A / safe[:, None], norms
+    tiny = norms <= 1e-12
+    return np.where(tiny[:, None], 0.0, A) / np.where(tiny, 1.0, norms)[:, None], norms
 
 
-def mean_direction(U: np.ndarray) -> np.ndarray:
-    """Exact mean of the unit-normalised records (release 3, before noise)."""
-    return _unit_rows(U)[0].mean(axis=0)
+def direction_sum(U: np.ndarray) -> np.ndarray:
+    """Exact sum of the unit-normalised records (release 4, before noise)."""
+    return _unit_rows(U)[0].sum(axis=0)
 
 
-def projected_statistics(U: np.ndarray, mu: np.ndarray, W: np.ndarray) -> dict:
-    """Exact statistics released after the (already noisy) mean ``mu`` (releases 5 and 6, before noise)."""
+def projected_sums(U: np.ndarray, mu: np.ndarray, W: np.ndarray) -> dict:
+    """Exact sums released after the (already noisy) mean ``mu`` (releases 6 and 7, before noise)."""
     V, norms_u = _unit_rows(U)
     Y, norms_w = _unit_rows((V - mu) @ W.T)
     d = U.shape[1]
     return {
-        "covariance": Y.T @ Y / U.shape[0],
-        "record_norm": float(np.clip(norms_u, 0, math.sqrt(d)).mean()),
-        "projected_norm": float(np.clip(norms_w, 0, 1.0 + float(np.linalg.norm(mu))).mean()),
+        "covariance": Y.T @ Y,
+        "record_norm": float(np.clip(norms_u, 0, math.sqrt(d)).sum()),
+        "projected_norm": float(np.clip(norms_w, 0, _MAX_PROJECTED_NORM).sum()),
     }
 
 
-def sensitivities(n_c: int, d: int, mu: np.ndarray) -> dict[str, float]:
-    """L2 sensitivities of the four releases of a class of ``n_c`` records under replacing one record."""
-    return {
-        "mean": math.sqrt(2) / n_c,
-        "covariance": math.sqrt(2) / n_c,
-        "record_norm": math.sqrt(d) / n_c,
-        "projected_norm": (1.0 + float(np.linalg.norm(mu))) / n_c,
-    }
+def sensitivities(d: int) -> dict[str, float]:
+    """L2 sensitivities of the releases of a class under adding or removing one record (independent of its size)."""
+    return {"class_counts": 1.0, "mean": 1.0, "covariance": 1.0, "record_norm": math.sqrt(d),
+            "projected_norm": _MAX_PROJECTED_NORM}  # fmt: skip
 
 
 class RONGauss(BaseGenerator):
@@ -97,39 +101,50 @@ class RONGauss(BaseGenerator):
     n_components
         Dimension ``p`` of the random orthonormal projection (capped at the number of genes).
     bounds
-        ``"data"`` (per-gene observed min/max, treated as public and stated in the privacy scope) or a pair
-        ``(lo, hi)`` of scalars or per-gene arrays known independently of the data (e.g. ``(0, 16)`` for log2
-        microarray intensities), which costs no privacy.
+        Public ``(lo, hi)``: scalars or per-gene arrays known independently of the data; default
+        :data:`~scdpsynth.generators._bounds.DEFAULT_BOUNDS` ``(0, 16)`` (log2 intensities, log1p counts).
+        ``"data"`` (an explicit opt-in, listed in the privacy scope) uses the observed per-gene minimum and maximum.
     """
 
     name = "ron_gauss"
     data = "continuous"
 
-    def __init__(self, *, n_components: int = 10, bounds="data", **kwargs):
+    def __init__(self, *, n_components: int = 10, bounds=DEFAULT_BOUNDS, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(n_components, int | np.integer) or n_components < 1:
             raise ValueError(f"n_components must be a positive integer, got {n_components!r}.")
         self.n_components = int(n_components)
-        if not (isinstance(bounds, str) and bounds == "data") and not (
-            isinstance(bounds, tuple | list) and len(bounds) == 2
-        ):
-            raise ValueError(f"bounds must be 'data' or a (lo, hi) pair, got {bounds!r}.")
+        if isinstance(bounds, str):
+            if bounds != "data":
+                raise ValueError(f"bounds must be a public (lo, hi) pair or 'data', got {bounds!r}.")
+        elif not (isinstance(bounds, tuple | list) and len(bounds) == 2):
+            raise ValueError(f"bounds must be a public (lo, hi) pair or 'data', got {bounds!r}.")
+        elif np.ndim(bounds[0]) == 0 and np.ndim(bounds[1]) == 0:
+            bounds = check_bounds(bounds)
         self.bounds = bounds
 
     def params(self) -> dict:
-        bounds = "data" if isinstance(self.bounds, str) else "given"
+        if isinstance(self.bounds, str):
+            bounds = "data"
+        elif np.ndim(self.bounds[0]) == 0 and np.ndim(self.bounds[1]) == 0:
+            bounds = [float(self.bounds[0]), float(self.bounds[1])]
+        else:
+            bounds = "given per gene"
         return {"n_components": self.n_components, "bounds": bounds, "budget_shares": dict(_SHARES)}
 
     def _bounds(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d = X.shape[1]
         if isinstance(self.bounds, str):
             lo, hi = X.min(axis=0), X.max(axis=0)
-            self.scope.append("per-gene minimum and maximum of the real data treated as public (bounds='data')")
+            if self.private:
+                self.scope.append("per-gene minimum and maximum of the real data treated as public (bounds='data')")
         else:
             lo = np.broadcast_to(np.asarray(self.bounds[0], dtype=float), (d,)).copy()
             hi = np.broadcast_to(np.asarray(self.bounds[1], dtype=float), (d,)).copy()
             if np.any(hi < lo):
                 raise ValueError("bounds: every hi must be >= lo.")
+            if self.private:
+                warn_clipped(X, (lo, hi), "bounds")
         return lo, hi
 
     def fit(self, X, y, *, n_classes: int, donors=None):
@@ -139,52 +154,40 @@ class RONGauss(BaseGenerator):
             raise ValueError(f"X must be 2-D with one row per label; got X {X.shape}, y {y.shape}.")
         d = X.shape[1]
         p = min(self.n_components, d)
+        self.scope = []
         self.lo_, self.hi_ = self._bounds(X)
         span = np.where(self.hi_ > self.lo_, self.hi_ - self.lo_, 1.0)
         U = np.clip((X - self.lo_) / span, 0.0, 1.0)
         self.W_ = random_orthonormal(d, p, self.rng)
         rho = self.budget.split(**_SHARES) if self.private else None
+        sens = sensitivities(d)
 
+        def noisy(values, key, c, symmetric=False):
+            if not self.private:
+                return np.asarray(values, dtype=float)
+            sigma = gaussian_sigma_for_rho(rho[key], sens[key])
+            return self.ledger.gaussian(values, sensitivity=sens[key], sigma=sigma, rng=self.rng, name=key,
+                                        symmetric=symmetric, partition=("class", c))  # fmt: skip
+
+        n_hat = self._release_class_counts(y, n_classes, rho["class_counts"] if self.private else math.inf)
+        n_hat = np.maximum(n_hat, 1.0)
         self.classes_ = []
-        sens_max = dict.fromkeys(_SHARES, 0.0)
         for c in range(n_classes):
             Uc = U[y == c]
-            if Uc.shape[0] == 0:
-                raise ValueError(f"class {c} has no records; drop empty classes before fitting.")
-            mu = mean_direction(Uc)
-            sens = sensitivities(Uc.shape[0], d, mu)  # the mean's sensitivity does not depend on mu
-            if self.private:
-                mu = mu + self.rng.normal(0, gaussian_sigma_for_rho(rho["mean"], sens["mean"]), d)
-                sens = sensitivities(Uc.shape[0], d, mu)
-            stats = projected_statistics(Uc, mu, self.W_)
-            S, s_mean, r_mean = stats["covariance"], stats["record_norm"], stats["projected_norm"]
-            if self.private:
-                iu = np.triu_indices(p)
-                noise = np.zeros((p, p))
-                noise[iu] = self.rng.normal(
-                    0, gaussian_sigma_for_rho(rho["covariance"], sens["covariance"]), len(iu[0])
-                )
-                S = S + noise + np.triu(noise, 1).T
-                s_mean += self.rng.normal(0, gaussian_sigma_for_rho(rho["record_norm"], sens["record_norm"]))
-                r_mean += self.rng.normal(0, gaussian_sigma_for_rho(rho["projected_norm"], sens["projected_norm"]))
-            for k in sens_max:
-                sens_max[k] = max(sens_max[k], sens[k])
+            mu = noisy(direction_sum(Uc), "mean", c) / n_hat[c]
+            mu = mu / max(1.0, float(np.linalg.norm(mu)))  # the true mean lies in the unit ball
+            sums = projected_sums(Uc, mu, self.W_)
+            S = noisy(sums["covariance"], "covariance", c, symmetric=True) / n_hat[c]
+            s_mean = float(noisy(sums["record_norm"], "record_norm", c)) / n_hat[c]
+            r_mean = float(noisy(sums["projected_norm"], "projected_norm", c)) / n_hat[c]
             self.classes_.append(
                 {
                     "mu": mu,
                     "cov": _psd(S),
                     "record_norm": float(np.clip(s_mean, 0, math.sqrt(d))),
-                    "projected_norm": float(np.clip(r_mean, 0, 1.0 + float(np.linalg.norm(mu)))),
+                    "projected_norm": float(np.clip(r_mean, 0, _MAX_PROJECTED_NORM)),
                 }
             )
-        if self.private:
-            for k, share in rho.items():
-                # every class spends the same rho on disjoint records: parallel composition, so charged once
-                self.accountant.add_gaussian(
-                    name=f"{k} (per class, parallel over {n_classes} classes)",
-                    sensitivity=sens_max[k],
-                    sigma=gaussian_sigma_for_rho(share, sens_max[k]),
-                )
         self.fitted_ = True
         return self
 

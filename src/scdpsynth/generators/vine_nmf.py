@@ -7,7 +7,7 @@ draw ``w`` from the vine and a library size, back-project ``mu = lib * expm1(w H
 whose overdispersion comes from the method of moments. Non-HVGs are drawn independently from their per-gene
 Poisson/NB/ZINB marginals (as in :mod:`~scdpsynth.generators.copula`).
 
-Private fit (Gaussian mechanisms composed under zCDP in ``self.accountant``; add/remove-one-unit sensitivities with
+Private fit (Gaussian mechanisms drawn through ``self.ledger``; add/remove-one-unit sensitivities with
 ``m = 1`` cell or ``m = max_cells_per_donor`` cells per donor, see :mod:`scdpsynth.generators._contribution`):
 
 1. ``counts``, ``mean``, ``second_moment``, ``nonzero``: per-type count moments exactly as in the copula generator
@@ -36,7 +36,7 @@ from scipy import integrate, sparse, special
 from ._base import BaseGenerator
 from ._contribution import cap_cells_per_donor, clip_rows_l2, contribution_bound, grouped_sums, release, sum_sensitivity
 from ._count_marginals import FAMILIES, TableSampler, marginals_from_moments
-from .copula import _CHUNK, _SAFETY, _check_counts_matrix, dp_count_moments, nearest_correlation
+from .copula import _CHUNK, _SAFETY, _check_counts_matrix, _check_neighbouring, dp_count_moments, nearest_correlation
 
 __all__ = [
     "VineNMFGenerator",
@@ -127,10 +127,14 @@ def symmetric_nmf(G: np.ndarray, k: int, rng: np.random.Generator, n_iter: int =
 
 
 def nnls_scores(V: np.ndarray, H: np.ndarray, n_iter: int = 200) -> np.ndarray:
-    """Non-negative scores ``W`` minimising ``||V - W H||`` for fixed ``H`` (multiplicative updates, V >= 0)."""
+    """Non-negative scores ``W`` minimising ``||V - W H||`` for fixed ``H`` (multiplicative updates, V >= 0).
+
+    Each row starts from its own mean (floored at 1e-3): a cell's scores depend on its own vector and ``H`` only, as
+    the sensitivity analysis of the factor-score releases assumes.
+    """
     HHt = H @ H.T
     VHt = V @ H.T
-    W = np.full((V.shape[0], H.shape[0]), max(float(V.mean()), 1e-3))
+    W = np.repeat(np.maximum(V.mean(axis=1, keepdims=True), 1e-3), H.shape[0], axis=1)
     for _ in range(n_iter):
         W *= VHt / (W @ HHt + 1e-12)
     return W
@@ -235,7 +239,7 @@ class VineNMFGenerator(BaseGenerator):
         *,
         eps: float | None = None,
         delta: float = 1e-5,
-        random_state=0,
+        random_state=None,
         unit: str = "sample",
         n_factors: int = 10,
         n_hvg: int = 200,
@@ -270,7 +274,8 @@ class VineNMFGenerator(BaseGenerator):
         self.target_sum, self.clip_lognorm, self.n_bins = float(target_sum), float(clip_lognorm), int(n_bins)
         self.score_clip, self.count_cap = float(score_clip), int(count_cap)
         self.clips = {"mean": float(clip_mean), "second_moment": float(clip_sq), "nonzero": float(clip_nonzero)}
-        self.families, self.neighbouring = tuple(families), neighbouring
+        self.families = tuple(families)
+        self.neighbouring = self.ledger.neighbouring = _check_neighbouring(neighbouring)
         if dispersion not in ("zeros", "moments"):
             raise ValueError(f"dispersion must be 'zeros' or 'moments', got {dispersion!r}.")
         self.dispersion = dispersion
@@ -335,12 +340,13 @@ class VineNMFGenerator(BaseGenerator):
             self.scope.append(
                 f"donor-level DP: at most {self.m_} cells per donor used (random subsample), per-cell clipping"
             )
-        acc, rng = self.accountant, self.rng
+        acc, rng = self.ledger, self.rng
         self.n_genes_ = d
         # 1. count moments -> marginals, HVGs
-        n, st = dp_count_moments(X, y, K, m=self.m_, neighbouring=self.neighbouring, count_cap=self.count_cap,
-                                 clips=self.clips, rho=rho, accountant=acc, rng=rng)  # fmt: skip
-        self.n_released_ = n
+        released, st = dp_count_moments(X, y, K, m=self.m_, neighbouring=self.neighbouring, count_cap=self.count_cap,
+                                        clips=self.clips, rho=rho, ledger=acc, rng=rng)  # fmt: skip
+        self.class_counts_ = released  # DP per-type cell counts (of the cells kept after the donor cap)
+        self.n_released_ = n = np.maximum(released, 1.0)
         self.marginals_ = marginals_from_moments(st["mean"], st["second_moment"], 1.0 - st["nonzero"],
                                                  families=self.families, dispersion=self.dispersion)  # fmt: skip
         w = n / n.sum()
@@ -355,13 +361,13 @@ class VineNMFGenerator(BaseGenerator):
         V = np.log1p(V * (self.target_sum / np.maximum(lib, 1.0))[:, None])
         V = clip_rows_l2(V, self.clip_lognorm)
         G = release(V.T @ V, sensitivity=self._sens(self.clip_lognorm, 2), rho=rho["gram"], name="gram",
-                    accountant=acc, rng=rng, symmetric=True) / n.sum()  # fmt: skip
+                    ledger=acc, rng=rng, symmetric=True) / n.sum()  # fmt: skip
         self.H_ = symmetric_nmf(G, k, rng)
         # 3. library sizes
         lb = np.clip(np.digitize(np.log10(np.maximum(lib, 1.0)), _LIB_EDGES) - 1, 0, len(_LIB_EDGES) - 2)
         onehot = sparse.csr_matrix((np.ones(lb.size), (np.arange(lb.size), lb)), shape=(lb.size, len(_LIB_EDGES) - 1))
         lib_hist = release(grouped_sums(onehot, y, K), sensitivity=self._sens(1.0), rho=rho["library"],
-                           name="library", accountant=acc, rng=rng)  # fmt: skip
+                           name="library", ledger=acc, rng=rng)  # fmt: skip
         lib_hist = np.maximum(lib_hist, 0.0) + 1e-9
         self.lib_p_ = lib_hist / lib_hist.sum(axis=1, keepdims=True)
         # 4. factor scores and their histograms
@@ -371,7 +377,7 @@ class VineNMFGenerator(BaseGenerator):
         rows = np.repeat(np.arange(W.shape[0]), k)
         onehot = sparse.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(W.shape[0], k * (self.n_bins + 1)))
         hist = release(grouped_sums(onehot, y, K), sensitivity=self._sens(np.sqrt(k)), rho=rho["factor_hist"],
-                       name="factor_hist", accountant=acc, rng=rng)  # fmt: skip
+                       name="factor_hist", ledger=acc, rng=rng)  # fmt: skip
         self.factor_marg_ = [_HistMarginal(hist[c].reshape(k, self.n_bins + 1), self.clip_lognorm) for c in range(K)]
         # 5. truncated C-vine per type
         U = np.empty_like(W)
@@ -405,7 +411,7 @@ class VineNMFGenerator(BaseGenerator):
                     Z = clip_rows_l2(special.ndtri(pseudo[c]), clip)
                     gram[c] = Z.T @ Z
             gram = release(gram, sensitivity=self._sens(clip, 2), rho=rho[f"vine_level_{level + 1}"],
-                           name=f"vine_level_{level + 1}", accountant=self.accountant, rng=self.rng,
+                           name=f"vine_level_{level + 1}", ledger=self.ledger, rng=self.rng,
                            symmetric=True)  # fmt: skip
             for c in range(K):
                 R = nearest_correlation(gram[c] / self.n_released_[c])

@@ -1,49 +1,31 @@
-"""Differential-privacy building blocks: budgets, noise mechanisms and accountants.
+"""Differential-privacy building blocks: budgets, noise mechanisms and the privacy ledger.
 
-Every generator in :mod:`scdpsynth.generators` spends a :class:`Budget` through these mechanisms and reports the
-(eps, delta) that its accountant says it spent.
+Pure DP math: nothing here knows a generator. Every generator in :mod:`scdpsynth.generators` draws its noise through
+a :class:`Ledger` (which records each release as drawn) and reports the (eps, delta) the ledger composes. The
+end-to-end audit, which runs generators, lives above them (:func:`scdpsynth.tl.audit`).
 """
 
-from ._audit import AuditResult, audit, clopper_pearson_upper, eps_lower_bound
-from .accountants import (
-    DEFAULT_RDP_ORDERS,
-    RDPAccountant,
-    ZCDPAccountant,
-    eps_from_rdp,
-    eps_from_zcdp,
-    zcdp_from_eps,
-)
-from .budget import Budget, check_delta, check_eps, default_delta
+from .budget import DEFAULT_DELTA, Budget, check_delta, check_eps
+from .ledger import Ledger, eps_from_mu, mu_from_eps
 from .mechanisms import (
     analytic_gaussian_delta,
     analytic_gaussian_sigma,
     classical_gaussian_sigma,
-    gaussian_noise,
     gaussian_sigma_for_rho,
-    laplace_noise,
     laplace_scale,
 )
 
 __all__ = [
-    "AuditResult",
+    "DEFAULT_DELTA",
     "Budget",
-    "DEFAULT_RDP_ORDERS",
-    "RDPAccountant",
-    "ZCDPAccountant",
+    "Ledger",
     "analytic_gaussian_delta",
     "analytic_gaussian_sigma",
-    "audit",
     "check_delta",
     "check_eps",
     "classical_gaussian_sigma",
-    "clopper_pearson_upper",
-    "default_delta",
-    "eps_from_rdp",
-    "eps_from_zcdp",
-    "eps_lower_bound",
-    "gaussian_noise",
+    "eps_from_mu",
     "gaussian_sigma_for_rho",
-    "laplace_noise",
     "laplace_scale",
-    "zcdp_from_eps",
+    "mu_from_eps",
 ]

@@ -5,21 +5,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .accountants import zcdp_from_eps
+from .ledger import mu_from_eps
 
-__all__ = ["Budget", "check_eps", "check_delta", "default_delta"]
+__all__ = ["Budget", "DEFAULT_DELTA", "check_eps", "check_delta"]
+
+#: the default delta: a public constant (never derived from the data's size)
+DEFAULT_DELTA = 1e-5
 
 
 def check_eps(eps) -> float | None:
-    """Validate a user-facing ``eps``: ``None`` (non-private) or a finite number > 0."""
+    """Validate a user-facing ``eps``: ``None`` (non-private) or a finite number > 0 (not a string or a bool)."""
     if eps is None:
         return None
-    if isinstance(eps, bool):
-        raise TypeError("eps must be a number > 0 or None (non-private), got a bool.")
-    try:
-        eps = float(eps)
-    except (TypeError, ValueError):
-        raise TypeError(f"eps must be a number > 0 or None (non-private), got {eps!r}.") from None
+    if isinstance(eps, bool) or isinstance(eps, str | bytes) or not hasattr(eps, "__float__"):
+        raise TypeError(f"eps must be a number > 0 or None (non-private), got {eps!r}.")
+    eps = float(eps)
     if not math.isfinite(eps) or eps <= 0:
         raise ValueError(
             f"eps must be a finite number > 0, got {eps!r}. Use eps=None for a non-private fit; typical DP values "
@@ -30,30 +30,27 @@ def check_eps(eps) -> float | None:
 
 def check_delta(delta) -> float:
     """Validate ``delta``: a number in (0, 1)."""
-    try:
-        delta = float(delta)
-    except (TypeError, ValueError):
-        raise TypeError(f"delta must be a number in (0, 1), got {delta!r}.") from None
+    if isinstance(delta, bool) or isinstance(delta, str | bytes) or not hasattr(delta, "__float__"):
+        raise TypeError(f"delta must be a number in (0, 1), got {delta!r}.")
+    delta = float(delta)
     if not (0 < delta < 1):
         raise ValueError(f"delta must be in (0, 1), got {delta!r}; a common choice is 1e-5 or smaller than 1/n.")
     return delta
-
-
-def default_delta(n_units: int) -> float:
-    """Default delta: ``min(1e-5, 0.1 / n_units)``, so that delta stays well below 1/n for the privacy unit."""
-    return min(1e-5, 0.1 / max(int(n_units), 1))
 
 
 @dataclass(frozen=True)
 class Budget:
     """An (eps, delta) budget. ``eps=None`` means non-private (nothing is charged, no noise is added).
 
-    Generators compose their releases under zCDP: :attr:`rho` is the largest rho whose zCDP guarantee converts to
-    (eps, delta)-DP, and :meth:`split` hands out shares of it.
+    Generators calibrate Gaussian noise to the exact (eps, delta) curve of the Gaussian mechanism: :attr:`mu` is the
+    largest GDP parameter that gives (eps, delta)-DP, and Gaussian releases with ``sum_i (D_i / sigma_i)^2 <= mu^2``
+    compose to exactly that (see :mod:`scdpsynth.privacy.ledger`). :attr:`rho` ``= mu^2 / 2`` is the same budget in
+    zCDP units (``sigma = D / sqrt(2 rho_i)`` per release, shares of ``rho`` add up), and :meth:`split` hands out
+    shares of it.
     """
 
     eps: float | None
-    delta: float = 1e-5
+    delta: float = DEFAULT_DELTA
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eps", check_eps(self.eps))
@@ -64,13 +61,17 @@ class Budget:
         return self.eps is not None
 
     @property
-    def rho(self) -> float:
+    def mu(self) -> float:
         if self.eps is None:
             return math.inf
-        return zcdp_from_eps(self.eps, self.delta)
+        return mu_from_eps(self.eps, self.delta)
+
+    @property
+    def rho(self) -> float:
+        return self.mu**2 / 2.0
 
     def split(self, **weights: float) -> dict[str, float]:
-        """Split :attr:`rho` in proportion to ``weights`` (rho adds up under composition)."""
+        """Split :attr:`rho` in proportion to ``weights`` (rho adds up under composition of Gaussian releases)."""
         if not weights:
             raise ValueError("split() needs at least one named weight.")
         if any(w <= 0 or not math.isfinite(w) for w in weights.values()):

@@ -2,30 +2,98 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
 from .. import _validation as V
-from .._utils import check_random_state
 from ..generators import registry
-from ..privacy import default_delta
+from ..privacy import DEFAULT_DELTA
 
 logger = logging.getLogger("scdpsynth")
 
+_TRANSFORMS = ("auto", "log1p", "none")
 
-def _class_counts(real_counts: np.ndarray, n_obs: int | None) -> np.ndarray:
-    """Rows per class: the real counts, or ``n_obs`` split in the real proportions (largest remainder)."""
-    if n_obs is None:
-        return real_counts.astype(np.int64)
-    if not isinstance(n_obs, int | np.integer) or n_obs < 1:
-        raise ValueError(f"n_obs must be a positive integer, got {n_obs!r}.")
-    share = real_counts / real_counts.sum() * n_obs
+
+def _largest_remainder(weights: np.ndarray, n_obs: int) -> np.ndarray:
+    """Split ``n_obs`` rows over classes in proportion to ``weights`` (>= 0), largest remainder first."""
+    weights = np.maximum(np.asarray(weights, dtype=float), 0.0)
+    if weights.sum() <= 0:
+        weights = np.ones_like(weights)
+    share = weights / weights.sum() * n_obs
     counts = np.floor(share).astype(np.int64)
     rest = int(n_obs - counts.sum())
     counts[np.argsort(-(share - counts), kind="stable")[:rest]] += 1
     return counts
+
+
+def _class_sizes(class_sizes, n_obs, *, released, real_counts, categories) -> tuple[np.ndarray, str]:
+    """Rows per synthetic class and how they were set (text for the privacy scope, '' if nothing is leaked)."""
+    if n_obs is not None and (isinstance(n_obs, bool) or not isinstance(n_obs, numbers.Integral) or n_obs < 1):
+        raise ValueError(f"n_obs must be a positive integer, got {n_obs!r}.")
+    if isinstance(class_sizes, str):
+        if class_sizes == "dp":
+            weights, note = np.maximum(released, 0.0), ""
+        elif class_sizes == "public":
+            weights = real_counts.astype(float)
+            note = "exact class sizes of the real data treated as public (class_sizes='public', an explicit opt-in)"
+        else:
+            raise ValueError(f"class_sizes must be 'dp', 'public' or per-class counts, got {class_sizes!r}.")
+    else:
+        if isinstance(class_sizes, dict):
+            unknown = set(map(str, class_sizes)) - {str(c) for c in categories}
+            if unknown:
+                raise ValueError(f"class_sizes names unknown classes {sorted(unknown)}; classes: {list(categories)}.")
+            given = {str(k): v for k, v in class_sizes.items()}
+            class_sizes = [given.get(str(c), 0) for c in categories]
+        weights = np.asarray(class_sizes, dtype=float)
+        if weights.shape != (len(categories),) or np.any(weights < 0) or not np.all(np.isfinite(weights)):
+            raise ValueError(
+                f"class_sizes must give {len(categories)} non-negative counts (one per class, in the order "
+                f"{list(categories)}) or a dict class -> count, got {class_sizes!r}."
+            )
+        note = "per-class sizes given by the user (class_sizes=...), declared public"
+    if n_obs is not None:
+        return _largest_remainder(weights, int(n_obs)), note
+    counts = np.rint(weights).astype(np.int64)
+    if counts.sum() == 0:
+        raise ValueError(
+            "The DP class counts are all below 0.5 (a tiny data set or a tiny eps): pass n_obs= to set the number "
+            "of synthetic rows."
+        )
+    return counts, note
+
+
+def _labels(adata, groupby) -> tuple[np.ndarray, pd.Index, list[str]]:
+    """Integer class codes, the class labels and the obs columns they come from (several columns: cross-classes)."""
+    if groupby is None:
+        return np.zeros(adata.n_obs, dtype=np.int64), pd.Index(["all"]), []
+    keys = [groupby] if isinstance(groupby, str) else list(groupby)
+    if not keys or not all(isinstance(k, str) for k in keys):
+        raise TypeError(f"groupby must be a column name of adata.obs or a list of them, got {groupby!r}.")
+    if len(keys) == 1:
+        y, cats = V.check_categorical(adata, keys[0], what="groupby")
+        return y, cats, keys
+    codes = []
+    for k in keys:
+        c, cats = V.check_categorical(adata, k, what="groupby")
+        codes.append(np.asarray(cats.astype(str))[c])
+    combined = pd.Categorical(pd.MultiIndex.from_arrays(codes).map(lambda t: " | ".join(t)))
+    return np.asarray(combined.codes, dtype=np.int64), pd.Index(combined.categories), keys
+
+
+def _resolve_transform(transform: str, X, layer: str | None) -> str:
+    """``"auto"``: ``"log1p"`` when the schema says counts (integer dtype, or a layer named like counts), else
+    ``"none"``. Decided from the dtype and the layer name only, never from the values.
+    """
+    if transform not in _TRANSFORMS:
+        raise ValueError(f"transform must be one of {list(_TRANSFORMS)}, got {transform!r}.")
+    if transform != "auto":
+        return transform
+    counts_schema = np.issubdtype(X.dtype, np.integer) or (layer is not None and "count" in layer.lower())
+    return "log1p" if counts_schema else "none"
 
 
 def generate(
@@ -35,17 +103,23 @@ def generate(
     eps: float | None,
     delta: float | None = None,
     layer: str | None = None,
-    groupby: str | None = None,
+    groupby: str | list[str] | None = None,
     donor_key: str | None = None,
     unit: str | None = None,
     n_obs: int | None = None,
+    class_sizes="dp",
+    transform: str = "auto",
     key_added: str = "scdpsynth",
     layer_added: str | None = None,
-    random_state=0,
+    random_state=None,
     return_generator: bool = False,
     **method_kwargs,
 ):
     """Generate a differentially private synthetic version of ``adata``.
+
+    With default arguments the output is (eps, delta)-DP end to end: the noise is fresh and secret, and the number
+    of synthetic rows per class comes from DP counts charged to the budget. Nothing derived from the data leaves
+    outside the budget unless an argument opts in, and then ``uns[key_added]["privacy"]["scope"]`` says so.
 
     Parameters
     ----------
@@ -56,55 +130,66 @@ def generate(
     eps
         Privacy budget epsilon (> 0), or ``None`` for a non-private fit.
     delta
-        Privacy parameter delta. Default ``min(1e-5, 0.1 / n_units)`` where ``n_units`` is the number of samples
-        (or donors for ``unit="donor"``); the value used is stored in the metadata.
+        Privacy parameter delta. Default ``1e-5``, a public constant (choose it well below 1 / number of privacy
+        units).
     layer
         Layer holding the expression matrix; ``None`` uses ``adata.X``.
     groupby
-        Column of ``adata.obs`` with class labels (e.g. cell type); synthetic data are generated per class and
-        carry the label in ``obs[groupby]``. Class counts are treated as public (stated in the metadata).
+        Column of ``adata.obs`` with class labels (e.g. cell type), or a list of columns (cross-classes, e.g.
+        ``["cell_type", "group_id"]``); synthetic data are generated per class and carry the labels in ``obs``. The
+        label set is treated as public; the class sizes are not (see ``class_sizes``).
     donor_key
         Column of ``adata.obs`` with donor identifiers; needed for ``unit="donor"``.
     unit
         Privacy unit, ``"sample"`` or ``"donor"``. Default ``"donor"`` if ``donor_key`` is given, else ``"sample"``.
     n_obs
-        Number of synthetic observations; default as many as ``adata``. Split over classes in the real
-        proportions.
+        Number of synthetic observations, split over the classes in proportion to ``class_sizes``. Default: the
+        DP class counts themselves (for donor-level fits: of the cells kept after the per-donor cap).
+    class_sizes
+        ``"dp"`` (default): class proportions (and, without ``n_obs``, sizes) from the generator's DP class counts.
+        ``"public"``: the exact real class sizes, an explicit opt-in listed in the privacy scope. Or per-class counts
+        (array in class order, or dict class -> count) that the user declares public.
+    transform
+        ``"auto"`` (default): continuous generators fit ``log1p`` of counts when the schema says counts (integer
+        dtype, or a layer named like ``"counts"``) and return counts; otherwise the values as they are. Decided from
+        dtype and layer name only, never from the values. ``"log1p"`` or ``"none"`` to say so explicitly. Count
+        generators always take and return counts.
     key_added
         Key in the synthetic ``uns`` for the metadata.
     layer_added
-        If given and ``n_obs`` equals ``adata.n_obs``, also write the synthetic matrix into
-        ``adata.layers[layer_added]``, row-aligned by label (each real row gets a synthetic row of the same class).
+        If given, also write the synthetic matrix into ``adata.layers[layer_added]``, row-aligned by label (each
+        real row gets a synthetic row of the same class). Needs ``class_sizes="public"`` and ``n_obs=None``.
     random_state
-        Seed or :class:`numpy.random.Generator`. Same seed, same output.
+        ``None`` (default): fresh OS entropy for a private fit, seed 0 for a non-private one. An int or
+        :class:`numpy.random.Generator` makes the output reproducible; with ``eps`` set, an int warns (a known seed
+        makes the noise reproducible and voids the guarantee) and is never written to the output.
     return_generator
         Also return the fitted generator object (array API), e.g. for a white-box attack
-        (``tl.attack(..., generator=gen)``) or to draw more samples. It is a Python object only: it may hold
-        quantities listed in the privacy scope (e.g. observed gene ranges) and is never written to the AnnData.
+        (``tl.attack(..., generator=gen)``) or to draw more samples. It is a Python object only and may hold exact
+        training statistics (e.g. diagnostics); it is never written to the AnnData.
     **method_kwargs
         Hyper-parameters of the method.
 
     Returns
     -------
     ``(syn, generator)`` if ``return_generator`` else ``syn``: a new AnnData with the synthetic matrix (counts stay
-    integer counts), ``obs[groupby]`` labels, the real ``var_names`` and ``uns[key_added]`` holding method, params,
-    privacy (eps, delta, eps_spent, accountant, unit, scope), seed and version.
+    counts), the labels in ``obs``, the real ``var_names`` and ``uns[key_added]`` holding method, params (with the
+    transform), privacy (eps, delta, eps_spent, accountant, neighbouring, ledger, unit, scope) and version; the
+    seed only for non-private fits.
     """
     import anndata as ad
 
     from .. import __version__
 
-    cls = registry.get(method)
+    # validate everything before the generator's module (torch for the deep ones) is imported
+    registry.check(method)
     X = V.get_matrix(adata, layer)
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    V.check_unique_names(adata.var_names, "adata.var_names", fix="adata.var_names_make_unique()")
     V.check_finite(X, where)
-    input_counts = V.is_counts(X)
-
-    if groupby is None:
-        y = np.zeros(adata.n_obs, dtype=np.int64)
-        categories = pd.Index(["all"])
-    else:
-        y, categories = V.check_categorical(adata, groupby, min_size=2, what="groupby")
+    eps = V.check_eps(eps)
+    delta = DEFAULT_DELTA if delta is None else V.check_delta(delta)
+    y, categories, label_keys = _labels(adata, groupby)
     if unit is None:
         unit = "donor" if donor_key is not None else "sample"
     if unit not in ("sample", "donor"):
@@ -113,74 +198,85 @@ def generate(
     if unit == "donor":
         if donor_key is None:
             raise ValueError("unit='donor' needs donor_key=, the adata.obs column with donor identifiers.")
-        donors, donor_names = V.check_categorical(adata, donor_key, what="donor_key")
-        n_units = len(donor_names)
-    else:
-        n_units = adata.n_obs
-    eps = V.check_eps(eps)
-    delta_note = "given"
-    if delta is None:
-        delta = default_delta(n_units)
-        delta_note = f"default min(1e-5, 0.1 / n_units) with n_units={n_units}"
-    delta = V.check_delta(delta)
+        donors, _ = V.check_categorical(adata, donor_key, what="donor_key")
+    transform = _resolve_transform(transform, X, layer)
+    if layer_added is not None and not (isinstance(class_sizes, str) and class_sizes == "public" and n_obs is None):
+        raise ValueError(
+            "layer_added needs one synthetic row per real row of the same class: pass class_sizes='public' (the "
+            "exact class sizes become public, and the scope says so) and leave n_obs=None."
+        )
 
-    rng = check_random_state(random_state)
-    seed_repr = int(random_state) if isinstance(random_state, int | np.integer) else -1
-
-    gen = cls(eps=eps, delta=delta, random_state=rng, unit=unit, **method_kwargs)
+    cls = registry.get(method)
+    gen = cls(eps=eps, delta=delta, random_state=random_state, unit=unit, **method_kwargs)
     # ``data`` may be set per instance (e.g. a VAE with a count likelihood takes raw counts)
-    transform = "none"
-    Xfit = X
-    if gen.data == "counts":
+    counts_model = gen.data == "counts"
+    counts_out = counts_model or transform == "log1p"
+    if counts_model:
         V.check_counts(X, where)
+        Xfit = X
     else:
         Xfit = V.to_dense(X)
-        if input_counts:
-            transform = "log1p"
+        if transform == "log1p":
+            if Xfit.size and Xfit.min() < 0:
+                raise ValueError(f"transform='log1p' needs non-negative values in {where}; pass transform='none'.")
             Xfit = np.log1p(Xfit)
     logger.info("Fitting %s (eps=%s, delta=%g, unit=%s) on %d x %d", method, eps, delta, unit, *adata.shape)
     gen.fit(Xfit, y, n_classes=len(categories), donors=donors)
 
+    if gen.class_counts_ is None:
+        raise RuntimeError(f"{type(gen).__name__}.fit() did not set class_counts_ (its DP class counts): a generator bug.")
     real_counts = np.bincount(y, minlength=len(categories))
-    counts = _class_counts(real_counts, n_obs)
+    counts, size_note = _class_sizes(
+        class_sizes, n_obs, released=gen.class_counts_, real_counts=real_counts, categories=categories
+    )
     Xs = gen.sample(counts)
-    if transform == "log1p":
+    if not counts_model and transform == "log1p":
         Xs = np.rint(np.expm1(np.clip(Xs, 0, None)))
-    if input_counts:
-        dtype = X.dtype if np.issubdtype(X.dtype, np.integer) else np.dtype(np.int64)
+    out_dtype = X.dtype if np.issubdtype(X.dtype, np.integer) else np.dtype(np.float32)
+    if counts_out:
         Xs = sparse.csr_matrix(Xs) if not sparse.issparse(Xs) else Xs.tocsr()
-        Xs = Xs.astype(dtype) if sparse.issparse(X) else Xs.toarray().astype(dtype)
+        Xs = Xs.astype(out_dtype) if sparse.issparse(X) else Xs.toarray().astype(out_dtype)
     else:
         Xs = np.asarray(Xs.toarray() if sparse.issparse(Xs) else Xs, dtype=np.float32)
 
-    labels = pd.Categorical(np.repeat(np.asarray(categories), counts), categories=categories)
     obs = pd.DataFrame(index=pd.Index([f"syn-{i}" for i in range(Xs.shape[0])]))
-    if groupby is not None:
-        obs[groupby] = labels
+    rows = np.repeat(np.arange(len(categories)), counts)
+    if len(label_keys) == 1:
+        obs[label_keys[0]] = pd.Categorical(np.asarray(categories)[rows], categories=categories)
+    elif label_keys:
+        parts = [str(c).split(" | ") for c in categories]
+        for j, key in enumerate(label_keys):
+            level = [p[j] for p in parts]
+            obs[key] = pd.Categorical(np.asarray(level)[rows], categories=pd.unique(np.asarray(level)))
     var = pd.DataFrame(index=adata.var_names.copy())
 
     privacy = gen.privacy_report()
     scope = list(privacy["scope"])
-    if groupby is not None:
-        scope.append(f"class counts of obs[{groupby!r}] treated as public (used to size the synthetic classes)")
-    scope.append("var_names (gene identifiers) treated as public")
-    privacy.update(scope=scope, delta_source=delta_note if privacy["private"] else "non-private")
-    if unit == "donor":
-        privacy["n_donors"] = int(n_units)
+    if size_note:
+        scope.append(size_note)
+    scope.append("var_names (gene identifiers), the label set and the hyper-parameters are treated as public")
+    privacy.update(scope=scope, delta_source="given" if delta != DEFAULT_DELTA else "default public constant 1e-5")
     meta = {
         "method": method,
         "params": _serialisable(
-            {"groupby": groupby, "layer": layer, "unit": unit, "transform": transform, **gen.params()}
+            {
+                "groupby": groupby if isinstance(groupby, str | None) else list(groupby),
+                "layer": layer,
+                "unit": unit,
+                "transform": "counts model" if counts_model else transform,
+                "class_sizes": (class_sizes if isinstance(class_sizes, str) else "given"),
+                **gen.params(),
+            }
         ),
         "privacy": _serialisable(privacy),
-        "seed": seed_repr,
         "version": __version__,
     }
+    if not gen.private:
+        meta["seed"] = int(random_state) if isinstance(random_state, numbers.Integral) else (
+            0 if random_state is None else -1)  # fmt: skip
     syn = ad.AnnData(X=Xs, obs=obs, var=var, uns={key_added: meta})
 
     if layer_added is not None:
-        if syn.n_obs != adata.n_obs:
-            raise ValueError("layer_added needs n_obs equal to adata.n_obs (one synthetic row per real row).")
         order = np.argsort(y, kind="stable")  # real rows grouped by class, same order as the synthetic rows
         aligned = Xs[np.argsort(order)]  # synthetic row j goes to real row order[j]
         adata.layers[layer_added] = aligned
