@@ -40,6 +40,11 @@ def test_run_and_methods(capsys, tmp_path, kang_small):
     assert code == 0
     syn = ad.read_h5ad(dst)
     assert syn.n_obs == 50 and syn.uns["scdpsynth"]["params"]["n_components"] == 5
+    assert "seed" not in syn.uns["scdpsynth"]  # default: fresh entropy, nothing written
+    again = tmp_path / "again.h5ad"
+    args = ["run", str(src), str(again), "--method", "ron_gauss", "--eps", "1", "--groupby", "cell_type"]
+    assert main([*args, "--n-obs", "50"]) == 0
+    assert (ad.read_h5ad(again).X != syn.X).nnz > 0  # two default private runs differ
     assert main(["methods"]) == 0
     assert "ron_gauss" in capsys.readouterr().out
 

@@ -346,11 +346,11 @@ def test_private_pgm_noise_levels_and_budget_split():
     gen = PrivatePGM(eps=eps, delta=delta).fit(X, y, n_classes=K)
     rho = Budget(eps, delta).rho
     disc, *marg = gen.ledger.entries
-    # 10 % for the DP quantile histogram (d histograms, sensitivity sqrt(d)), then one common sigma
+    # 30 % for the DP quantile histogram (d histograms, sensitivity sqrt(d)), then one common sigma
     # sqrt((2d + 1) / (2 rho_left)): 2d + 1 marginals of sensitivity 1 each (add/remove)
     assert disc["name"] == "dp_quantile_histogram" and disc["sensitivity"] == pytest.approx(math.sqrt(d))
-    assert disc["noise"] == pytest.approx(math.sqrt(d / (2 * 0.1 * rho)), rel=1e-6)
-    np.testing.assert_allclose([e["noise"] for e in marg], math.sqrt((2 * d + 1) / (2 * 0.9 * rho)), rtol=1e-6)
+    assert disc["noise"] == pytest.approx(math.sqrt(d / (2 * 0.3 * rho)), rel=1e-6)
+    np.testing.assert_allclose([e["noise"] for e in marg], math.sqrt((2 * d + 1) / (2 * 0.7 * rho)), rtol=1e-6)
     assert (gen.ledger.mu**2 / 2) == pytest.approx(rho, rel=1e-6)
 
 
@@ -378,7 +378,7 @@ def test_privsyn_noise_levels_and_budget_split(select):
     X, y, K = all_top(30)
     eps, delta, d = 2.0, 1e-5, 30
     gen = PrivSyn(eps=eps, delta=delta, select=select).fit(X, y, n_classes=K)
-    rho = 0.9 * Budget(eps, delta).rho  # after the 10 % of the DP discretisation
+    rho = 0.7 * Budget(eps, delta).rho  # after the 30 % of the DP discretisation
     ledger = {e["name"]: e for e in gen.ledger.entries}
 
     def rho_of(e):

@@ -27,7 +27,7 @@ def _demo(args: argparse.Namespace) -> int:
     rows = []
     for eps in args.eps:
         t0 = time.perf_counter()
-        syn = sd.tl.generate(train, args.method, eps=eps, groupby="cell_type", random_state=args.seed)
+        syn = sd.tl.generate(train, args.method, eps=eps, groupby="cell_type", random_state=args.generation_seed)
         fit_s = time.perf_counter() - t0
         table = sd.tl.evaluate(train, syn, holdout=holdout, metrics=args.metrics)
         priv = syn.uns["scdpsynth"]["privacy"]
@@ -78,6 +78,8 @@ def _run(args: argparse.Namespace) -> int:
         groupby=args.groupby,
         donor_key=args.donor_key,
         n_obs=args.n_obs,
+        class_sizes=args.class_sizes,
+        transform=args.transform,
         random_state=args.seed,
         **kwargs,
     )
@@ -112,7 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         "--eps", type=_eps, nargs="+", default=[1.0, 10.0, None], help="privacy budgets; 'none' = non-private"
     )
     demo.add_argument("--metrics", nargs="+", default=["ml_efficacy", "histogram_overlap", "knn_distance"])
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="seed of the train/holdout split")
+    demo.add_argument(
+        "--generation-seed",
+        type=int,
+        default=None,
+        help="seed of the generator (default: fresh OS entropy for private fits; a known seed voids the guarantee)",
+    )
     demo.add_argument("--output", help="write the tidy result table to this CSV file")
     demo.set_defaults(func=_demo)
 
@@ -126,7 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--groupby")
     run.add_argument("--donor-key")
     run.add_argument("--n-obs", type=int)
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed (default: fresh OS entropy for a private fit; with --eps a known seed makes the noise "
+        "reproducible and voids the guarantee, so it warns)",
+    )
+    run.add_argument(
+        "--class-sizes", default="dp", choices=["dp", "public"], help="'public' releases the exact class sizes"
+    )
+    run.add_argument("--transform", default="auto", choices=["auto", "log1p", "none"])
     run.add_argument("--param", action="append", help="method parameter as key=value (repeatable)")
     run.set_defaults(func=_run)
 

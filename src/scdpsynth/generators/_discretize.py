@@ -48,11 +48,16 @@ class Discretization:
         last edge). Ties (e.g. many zeros) go to the lowest bin whose upper edge they reach; bins between equal
         edges stay empty.
     values
-        ``(d, n_bins)`` expression value that each bin maps back to.
+        ``(d, n_bins)`` expression value that each bin maps back to (its mean).
+    grid, cdf
+        Optional: a piecewise-linear CDF per gene (``cdf[g]`` at the points ``grid``, shape ``(d, G + 1)``) from
+        which :meth:`inverse_transform` draws values *within* each bin instead of mapping a bin to one value.
     """
 
     edges: np.ndarray
     values: np.ndarray
+    grid: np.ndarray | None = None
+    cdf: np.ndarray | None = None
 
     @property
     def n_bins(self) -> int:
@@ -72,10 +77,24 @@ class Discretization:
             codes += X > self.edges[None, :, k]
         return codes
 
-    def inverse_transform(self, codes: np.ndarray) -> np.ndarray:
-        """Map bin codes (``n x d``) back to expression values: ``values[g, codes[:, g]]``."""
+    def inverse_transform(self, codes: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Map bin codes (``n x d``) back to expression values.
+
+        Without ``rng`` (or without a CDF) every code maps to its bin's value, ``values[g, codes[:, g]]``. With
+        ``rng`` and a CDF, each entry is drawn from the gene's density restricted to its bin (inverse CDF of a uniform
+        between the CDF at the bin's edges), so synthetic values spread like data within bins.
+        """
         codes = np.asarray(codes)
-        return np.take_along_axis(self.values.T, codes.astype(np.intp), axis=0)
+        if rng is None or self.cdf is None:
+            return np.take_along_axis(self.values.T, codes.astype(np.intp), axis=0)
+        out = np.empty(codes.shape, dtype=float)
+        for g in range(codes.shape[1]):
+            cdf = self.cdf[g]
+            at_edges = np.concatenate([[0.0], np.interp(self.edges[g], self.grid, cdf), [1.0]])
+            b = codes[:, g].astype(np.intp)
+            u = at_edges[b] + rng.random(b.size) * (at_edges[b + 1] - at_edges[b])
+            out[:, g] = np.interp(u, cdf, self.grid)
+        return out
 
 
 def _check_n_bins(n_bins) -> int:
@@ -115,18 +134,23 @@ def dp_discretization(
     rng: np.random.Generator,
     ledger: Ledger,
 ) -> Discretization:
-    """DP quantile edges and per-bin values from one noisy per-gene histogram (``rho`` of the budget, drawn by
-    ``ledger``).
+    """DP quantile edges, per-bin values and a within-bin density from one noisy per-gene histogram (``rho`` of the
+    budget, drawn by ``ledger``).
 
-    Values are clipped to ``bounds`` (public, data-independent) and counted in ``grid_size`` equal-width cells per
-    gene. The Gaussian noise has ``sigma = sqrt(d) / sqrt(2 rho)``: adding or removing one record changes one cell of
-    each gene's histogram by one, L2 sensitivity 1 per gene and ``sqrt(d)`` for all d genes. The noisy histograms are
-    projected onto non-negative histograms summing to the estimated number of records (Norm-Sub; post-processing).
+    Values are clipped to ``bounds`` (public, data-independent) and counted per gene in ``grid_size + 1`` cells: an
+    atom at ``lo`` (values equal to the lower bound: the zeros of log-scale expression) and ``grid_size`` equal-width
+    cells over ``(lo, hi]``. The Gaussian noise has ``sigma = sqrt(d) / sqrt(2 rho)``: adding or removing one record
+    changes one cell of each gene's histogram by one, L2 sensitivity 1 per gene and ``sqrt(d)`` for all d genes.
+
+    Post-processing: James-Stein shrinkage of each gene's noisy histogram towards the mean histogram of all genes
+    (a gene the noise swamps takes the genes' common shape, a gene with a clear shape of its own keeps it), then the
+    Euclidean projection onto non-negative histograms summing to the estimated number of records (Norm-Sub).
 
     Returns
     -------
-    The discretisation; edges are the ``k / n_bins`` quantiles of the noisy piecewise-uniform density, values its
-    mean within each bin (the bin midpoint where the bin holds no mass).
+    The discretisation: edges are the ``k / n_bins`` quantiles of the noisy density (an atom at ``lo`` plus a
+    piecewise-uniform part), values its mean within each bin (the bin midpoint where the bin holds no mass), and its
+    CDF for drawing values within bins.
     """
     n_bins = _check_n_bins(n_bins)
     lo, hi = (float(b) for b in bounds)
@@ -136,42 +160,48 @@ def dp_discretization(
         raise ValueError(f"grid_size must be an integer >= n_bins ({n_bins}), got {grid_size!r}.")
     X = np.asarray(X, dtype=float)
     n, d = X.shape
-    width = (hi - lo) / grid_size
-    cell = np.clip(((np.clip(X, lo, hi) - lo) / width).astype(np.int64), 0, grid_size - 1)
-    hist = np.zeros((d, grid_size))
+    G = int(grid_size)
+    width = (hi - lo) / G
+    # cell 0: the atom x <= lo; cell j >= 1: lo + (j - 1) w < x <= lo + j w
+    cell = np.clip(np.ceil((np.clip(X, lo, hi) - lo) / width).astype(np.int64), 0, G)
+    hist = np.zeros((d, G + 1))
     np.add.at(hist, (np.broadcast_to(np.arange(d), (n, d)), cell), 1.0)
     sensitivity = math.sqrt(d)
     sigma = gaussian_sigma_for_rho(rho, sensitivity)
     hist = ledger.gaussian(hist, sensitivity=sensitivity, sigma=sigma, rng=rng, name="dp_quantile_histogram")
-    # every gene's histogram counts the same records: their inverse-variance weighted total estimates n, and the
-    # Euclidean projection onto {mass >= 0, sum = n} (Norm-Sub) removes the spurious mass that clipping the noise of
-    # empty cells at zero would leave (post-processing)
-    total = max(float(hist.sum(axis=1).mean()), 1.0)
+    if d > 1:
+        pooled = hist.mean(axis=0)
+        resid = hist - pooled
+        factor = np.clip(1.0 - (G - 1) * sigma**2 / np.maximum((resid**2).sum(axis=1), 1e-300), 0.0, 1.0)
+        hist = pooled + factor[:, None] * resid
+    total = max(float(hist.sum(axis=1).mean()), 1.0)  # every gene's histogram counts the same records
     mass = norm_sub(hist, total)
     mass /= mass.sum(axis=1, keepdims=True)
 
-    grid = lo + width * np.arange(grid_size + 1)
-    cdf = np.concatenate([np.zeros((d, 1)), np.cumsum(mass, axis=1)], axis=1)
+    grid = lo + width * np.arange(G + 1)
+    cdf = np.cumsum(mass, axis=1)  # at the points of grid: the atom, then the continuous cells
     cdf[:, -1] = 1.0
     levels = quantile_levels(n_bins)
     edges = np.empty((d, n_bins - 1))
     for g in range(d):
-        # the CDF is non-decreasing and piecewise linear; searchsorted picks the first crossing of each level
-        j = np.clip(np.searchsorted(cdf[g], levels, side="left"), 1, grid_size)
-        c0, c1 = cdf[g, j - 1], cdf[g, j]
+        # the CDF is non-decreasing and piecewise linear above lo; searchsorted picks the first crossing of each level
+        j = np.searchsorted(cdf[g], levels, side="left")  # 0: the level lies in the atom
+        c0, c1 = cdf[g, np.maximum(j - 1, 0)], cdf[g, j]
         frac = np.where(c1 > c0, (levels - c0) / np.where(c1 > c0, c1 - c0, 1.0), 0.0)
-        edges[g] = grid[j - 1] + np.clip(frac, 0.0, 1.0) * width
+        edges[g] = np.where(j == 0, lo, grid[np.maximum(j - 1, 0)] + np.clip(frac, 0.0, 1.0) * width)
     edges = np.maximum.accumulate(edges, axis=1)
 
-    # mean of the piecewise-uniform density on each bin [a, c]
+    # mean of the density on each bin: the atom (in bin 0) plus the piecewise-uniform part on [lower, upper]
     lower = np.concatenate([np.full((d, 1), lo), edges], axis=1)  # (d, n_bins)
     upper = np.concatenate([edges, np.full((d, 1), hi)], axis=1)
     left, right = grid[:-1], grid[1:]
-    ov_lo = np.maximum(lower[:, :, None], left[None, None, :])  # (d, n_bins, grid)
+    ov_lo = np.maximum(lower[:, :, None], left[None, None, :])  # (d, n_bins, G)
     ov_hi = np.minimum(upper[:, :, None], right[None, None, :])
     overlap = np.clip(ov_hi - ov_lo, 0.0, None)
-    w = mass[:, None, :] * overlap / width
+    w = mass[:, None, 1:] * overlap / width
     m = w.sum(axis=2)
     moment = (w * 0.5 * (ov_lo + ov_hi)).sum(axis=2)
+    m[:, 0] += mass[:, 0]
+    moment[:, 0] += mass[:, 0] * lo
     values = np.where(m > 1e-12, moment / np.where(m > 1e-12, m, 1.0), 0.5 * (lower + upper))
-    return Discretization(edges=edges, values=values)
+    return Discretization(edges=edges, values=values, grid=grid, cdf=cdf)

@@ -118,8 +118,8 @@ def make_consistent(
 
     Each round (Zhang et al. 2021, Sec. 4.2) makes every marginal sum to ``total`` (the number of records, estimated
     from the released marginals by :func:`estimate_total`), then makes the label agree across the label marginal and
-    all selected 2-ways, then each gene agree between its 1-way and its 2-way. The agreed value of a shared attribute is the inverse-variance weighted
-    average of the marginals' projections (a projection summing ``c`` cells of variance ``v`` has variance ``c v``);
+    all selected 2-ways, then each gene agree between its 1-way and its 2-way. The agreed value of a shared
+    attribute is the inverse-variance weighted average of the marginals' projections (a projection summing ``c`` cells of variance ``v`` has variance ``c v``);
     each marginal is then shifted to it, spreading the difference evenly over the cells that project onto each
     shared cell. Every round ends with :func:`norm_sub`, so the output is non-negative and normalised; the last
     round's non-negativity step may leave small disagreements.
@@ -253,8 +253,9 @@ class MarginalGenerator(BaseGenerator):
         n_bins: int = 4,
         discretization: str = "dp",
         bounds: tuple[float, float] = DEFAULT_BOUNDS,
-        grid_size: int = 16,
-        discretization_share: float = 0.1,
+        grid_size: int = 32,
+        discretization_share: float = 0.3,
+        within_bin: str = "mean",
     ):
         super().__init__(eps=eps, delta=delta, random_state=random_state, unit=unit)
         if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or n_bins < 2:
@@ -268,6 +269,9 @@ class MarginalGenerator(BaseGenerator):
         self.discretization = discretization
         self.grid_size = grid_size
         self.discretization_share = float(discretization_share)
+        if within_bin not in ("sample", "mean"):
+            raise ValueError(f"within_bin must be 'sample' or 'mean', got {within_bin!r}.")
+        self.within_bin = within_bin
 
     def _check_input(self, X, y, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
         if sparse.issparse(X):
@@ -327,4 +331,5 @@ class MarginalGenerator(BaseGenerator):
             "bounds": list(self.bounds),
             "grid_size": int(self.grid_size),
             "discretization_share": self.discretization_share,
+            "within_bin": self.within_bin,
         }

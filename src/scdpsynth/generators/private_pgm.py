@@ -159,9 +159,13 @@ class PrivatePGM(MarginalGenerator):
         ``(lo, hi)`` public value range for ``discretization="dp"``, known independently of the data; default
         :data:`~scdpsynth.generators._bounds.DEFAULT_BOUNDS` ``(0, 16)`` (log2 intensities, log1p counts).
     grid_size
-        Cells of the DP histogram per gene.
+        Equal-width cells of the DP histogram per gene over ``(lo, hi]`` (plus an atom at ``lo``).
     discretization_share
-        Share of the budget spent on DP discretisation.
+        Share of the budget spent on DP discretisation (default 0.3).
+    within_bin
+        ``"mean"`` (default): a synthetic bin maps back to its bin's mean value. ``"sample"``: values are drawn
+        within the bin from the DP histogram's density (spread like data, but the noisy density's tail can give
+        rare extreme values at small eps).
     iters
         Maximum mirror-descent steps.
     """
@@ -215,7 +219,7 @@ class PrivatePGM(MarginalGenerator):
         counts = self._check_class_counts(class_counts)
         blocks = [systematic_sample(self.cond_[:, :, k], int(c), self.rng) for k, c in enumerate(counts)]
         codes = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, self.cond_.shape[0]), dtype=np.int16)
-        return self.disc_.inverse_transform(codes)
+        return self.disc_.inverse_transform(codes, self.rng if self.within_bin == "sample" else None)
 
     def params(self) -> dict:
         return {**super().params(), "iters": self.iters, "noise_sigma": float(getattr(self, "sigma_", math.nan))}

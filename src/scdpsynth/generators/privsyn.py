@@ -178,7 +178,7 @@ class PrivSyn(MarginalGenerator):
     ----------
     eps, delta, random_state, unit
         See :class:`~scdpsynth.generators.BaseGenerator`.
-    n_bins, discretization, bounds, grid_size, discretization_share
+    n_bins, discretization, bounds, grid_size, discretization_share, within_bin
         See :class:`~scdpsynth.generators.private_pgm.PrivatePGM`.
     select
         Spend a share of the budget on DP selection of the gene x label marginals (PrivSyn's DenseMarg step).
@@ -295,7 +295,7 @@ class PrivSyn(MarginalGenerator):
         codes = gum_synthesize(
             init, labels, targets, n_classes=self.n_classes_, rng=self.rng, iters=self.gum_iters, alpha=self.gum_alpha
         )
-        return self.disc_.inverse_transform(codes)
+        return self.disc_.inverse_transform(codes, self.rng if self.within_bin == "sample" else None)
 
     def params(self) -> dict:
         return {

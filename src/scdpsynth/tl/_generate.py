@@ -224,7 +224,7 @@ def generate(
     gen.fit(Xfit, y, n_classes=len(categories), donors=donors)
 
     if gen.class_counts_ is None:
-        raise RuntimeError(f"{type(gen).__name__}.fit() did not set class_counts_ (its DP class counts): a generator bug.")
+        raise RuntimeError(f"{type(gen).__name__}.fit() did not set class_counts_ (its DP class counts): a bug.")
     real_counts = np.bincount(y, minlength=len(categories))
     counts, size_note = _class_sizes(
         class_sizes, n_obs, released=gen.class_counts_, real_counts=real_counts, categories=categories
