@@ -119,10 +119,10 @@ def make_consistent(
     Each round (Zhang et al. 2021, Sec. 4.2) makes every marginal sum to ``total`` (the number of records, estimated
     from the released marginals by :func:`estimate_total`), then makes the label agree across the label marginal and
     all selected 2-ways, then each gene agree between its 1-way and its 2-way. The agreed value of a shared
-    attribute is the inverse-variance weighted average of the marginals' projections (a projection summing ``c`` cells of variance ``v`` has variance ``c v``);
-    each marginal is then shifted to it, spreading the difference evenly over the cells that project onto each
-    shared cell. Every round ends with :func:`norm_sub`, so the output is non-negative and normalised; the last
-    round's non-negativity step may leave small disagreements.
+    attribute is the inverse-variance weighted average of the marginals' projections (a projection summing ``c``
+    cells of variance ``v`` has variance ``c v``); each marginal is then shifted to it, spreading the difference
+    evenly over the cells that project onto each shared cell. Every round ends with :func:`norm_sub`, so the output
+    is non-negative and normalised; the last round's non-negativity step may leave small disagreements.
 
     Parameters
     ----------
