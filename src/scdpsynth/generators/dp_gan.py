@@ -5,18 +5,21 @@ Model
 Generator ``G(z, y)`` and critic ``D(x, y)`` are MLPs with the one-hot class ``y`` concatenated to their inputs
 (Mirza & Osindero 2014), trained on the Wasserstein loss with weight clipping (Arjovsky et al. 2017): the critic
 minimises ``mean D(G(z), y_fake) - mean D(x, y)`` for ``n_critic`` steps per generator step, the generator
-minimises ``-mean D(G(z), y_fake)``. Fake labels are drawn from the class frequencies, which are public. Features
-are standardised like in :class:`~scdpsynth.generators.dp_vae.DPVAE` and the scaling is reverted after sampling.
+minimises ``-mean D(G(z), y_fake)``. Fake labels are drawn in proportion to the DP class counts
+(:attr:`class_counts_`). Features are standardised like in :class:`~scdpsynth.generators.dp_vae.DPVAE` and the
+scaling is reverted after sampling.
 
 Privacy (DPGAN, Xie et al. 2018)
 --------------------------------
-Only the critic touches private rows. Each critic step is a DP-SGD step: Poisson sampling with rate
-``q = batch_size / n``; the gradient of each real row's term ``-D(x_i, y_i)`` is clipped to L2 norm
-``max_grad_norm`` (the sensitivity of their sum under adding/removing one row), the gradient of the generated
-batch (a function of the already-private critic and generator, not of any record) is added, then
-``N(0, (z * max_grad_norm)^2)`` noise. Weight clipping, the generator updates and sampling are post-processing.
-The noise multiplier ``z`` is calibrated on the composed RDP curve (standardisation statistics + all critic steps)
-so that the total stays within (eps, delta).
+Only the critic touches private rows, after two Gaussian releases (see
+:class:`~scdpsynth.generators._deep_base.DeepGenerator`): the per-class counts (whose sum ``n_hat`` is the only row
+count the fit uses) and, with ``standardize="dp"``, the standardisation statistics. Each critic step is a DP-SGD
+step: Poisson sampling with rate ``q = min(1, batch_size / n_hat)``; the gradient of each real row's term
+``-D(x_i, y_i)`` is clipped to L2 norm ``max_grad_norm`` (the sensitivity of their sum under adding/removing one
+row; the label is part of the row), the gradient of the generated batch (a function of the already-private critic,
+generator and counts, not of any record) is added, then ``N(0, (z * max_grad_norm)^2)`` noise. Weight clipping, the
+generator updates and sampling are post-processing. The noise multiplier ``z`` is calibrated on the ledger (PLD
+accounting of the counts, statistics and all critic steps) so that the total stays within (eps, delta).
 """
 
 from __future__ import annotations
@@ -26,19 +29,11 @@ import logging
 
 import numpy as np
 
-from ._torch_utils import (
-    DeepGenerator,
-    check_class_counts,
-    check_fit_input,
-    dp_backward,
-    hooks_off,
-    import_torch,
-    init_linear_,
-    make_dp_optimizer,
-    one_hot,
-    poisson_batch,
-    torch_generator,
-)
+from ..privacy import DEFAULT_DELTA
+from ._deep_base import DeepGenerator
+from ._deep_inputs import check_class_counts, check_fit_input
+from ._dpsgd import dp_backward, hooks_off, make_dp_optimizer, poisson_batch
+from ._torch import import_torch, init_linear_, one_hot
 
 __all__ = ["DPGAN"]
 
@@ -81,15 +76,14 @@ class DPGAN(DeepGenerator):
     Parameters
     ----------
     eps, delta, random_state, unit
-        See :class:`~scdpsynth.generators.BaseGenerator`; ``eps=None`` trains without privacy. The accountant
-        reports eps for the ``delta`` given (``tl.generate`` passes ``min(1e-5, 0.1 / n)`` by default; the class
-        default is 1e-5).
+        See :class:`~scdpsynth.generators.BaseGenerator`; ``eps=None`` trains without privacy.
+        ``random_state=None`` (default) draws fresh OS entropy for a private fit.
     latent_dim, hidden_dim
         Generator noise dimension and hidden-layer width (generator and critic).
     epochs, batch_size
         Critic training length in expected passes over the data, and the expected real batch size (Poisson
-        sampling rate ``batch_size / n``); the critic takes ``ceil(epochs * n / batch_size)`` DP-SGD steps.
-        ``None``: ``max(32, ceil(n / 50))``.
+        sampling rate ``q = min(1, batch_size / n_hat)`` with ``n_hat`` the sum of the DP class counts); the critic
+        takes ``ceil(epochs / q)`` DP-SGD steps. ``None``: ``max(32, ceil(n_hat / 50))``.
     n_critic
         Critic steps per generator step. Generator steps cost no privacy; with the short DP schedules the
         defaults (``n_critic=1``, ``lr=2e-3``) learnt best on bulk ALL (non-private, 30 epochs: median per-gene sd
@@ -102,7 +96,12 @@ class DPGAN(DeepGenerator):
     max_grad_norm
         Per-sample gradient clipping norm of the critic.
     standardize, value_range, stats_share
-        Feature standardisation (see :class:`~scdpsynth.generators._torch_utils.DeepGenerator`).
+        Feature standardisation (see :class:`~scdpsynth.generators._deep_base.DeepGenerator`).
+    counts_share
+        Share of the zCDP budget for the DP per-class counts (:attr:`class_counts_`, whose sum sets the sample rate).
+    secure_rng
+        Draw the DP-SGD noise and the Poisson batches from a cryptographically secure generator with opacus' secure
+        mode (needs the ``torchcsprng`` package; an ImportError names the fix).
     device
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
     num_threads
@@ -119,8 +118,8 @@ class DPGAN(DeepGenerator):
         self,
         *,
         eps=None,
-        delta=1e-5,
-        random_state=0,
+        delta=DEFAULT_DELTA,
+        random_state=None,
         unit="sample",
         latent_dim=32,
         hidden_dim=64,
@@ -133,6 +132,8 @@ class DPGAN(DeepGenerator):
         standardize="auto",
         value_range=(0.0, 16.0),
         stats_share=0.1,
+        counts_share=0.02,
+        secure_rng=False,
         device="auto",
         num_threads=1,
         progress=False,
@@ -151,6 +152,8 @@ class DPGAN(DeepGenerator):
             standardize=standardize,
             value_range=value_range,
             stats_share=stats_share,
+            counts_share=counts_share,
+            secure_rng=secure_rng,
             device=device,
             num_threads=num_threads,
         )
@@ -172,20 +175,18 @@ class DPGAN(DeepGenerator):
         X, y = check_fit_input(X, y, n_classes)
         n, d = X.shape
         self.n_classes_, self.n_features_ = int(n_classes), d
-        self.accountant.__init__()
-        self.scope = []
+        n_hat = self._start_fit(y, n_classes)  # DP class counts first: n_hat is the only row count used below
         self._common_scope()
-        self._fit_scaler(X)
-        if self.standardize_ == "public":
-            self.scope.append(f"standardisation from the public value_range {list(self.value_range)}")
+        self._fit_scaler(X, n_hat)
         Xs = (X - self.mean_) / self.std_
-        q, steps = self._schedule(n)
+        q, steps = self._schedule(n_hat)
         z = self._calibrate(q, steps)
-        self.class_freq_ = np.bincount(y, minlength=n_classes) / n  # public class frequencies
+        # labels of the generated rows: in proportion to the DP class counts (post-processing)
+        released = np.maximum(self.class_counts_, 0.0)
+        self.class_freq_ = released / released.sum() if released.sum() > 0 else np.full(n_classes, 1.0 / n_classes)
 
         dev = self.device_
-        g_cpu = torch_generator(self.rng, "cpu")
-        g_dev = torch_generator(self.rng, dev)
+        g_cpu, g_dev, g_noise, g_batches = self._rngs()
         Gen, Crit = _module_classes()
         gen, critic = Gen(self.latent_dim, n_classes, self.hidden_dim, d), Crit(d, n_classes, self.hidden_dim)
         init_linear_(gen, g_cpu)
@@ -197,7 +198,7 @@ class DPGAN(DeepGenerator):
         critic.to(dev)
         opt_g = torch.optim.RMSprop(gen.parameters(), lr=self.lr)
         opt_c = torch.optim.RMSprop(critic.parameters(), lr=self.lr)
-        expected_b = max(1, round(q * n))
+        expected_b = max(1, round(q * n_hat))  # gradient normaliser and fake batch size (a DP quantity)
         if self.private:
             net_c, opt_c = make_dp_optimizer(
                 critic,
@@ -205,7 +206,8 @@ class DPGAN(DeepGenerator):
                 noise_multiplier=z,
                 max_grad_norm=self.max_grad_norm,
                 expected_batch_size=expected_b,
-                generator=g_dev,
+                generator=g_noise,
+                secure_mode=self.secure_rng,
             )
         else:
             net_c = critic
@@ -226,7 +228,7 @@ class DPGAN(DeepGenerator):
         self.history_ = []
         w_sum, w_count = 0.0, 0
         for step in range(steps):
-            idx = poisson_batch(n, q, g_cpu).to(dev)
+            idx = poisson_batch(n, q, g_batches).to(dev)
             with torch.no_grad():
                 xf, ohf = fake_batch(expected_b)
             real_scores = net_c(tx[idx], toh[idx])
@@ -238,7 +240,7 @@ class DPGAN(DeepGenerator):
                 ((net_c(xf, ohf).sum() - real_scores.sum()) / expected_b).backward()
             opt_c.step()
             if self.private:
-                self.accountant.step(noise_multiplier=z, sample_rate=q)
+                self._record_step(opt_c, q)
             with torch.no_grad(), hooks_off(net_c):
                 for p in critic.parameters():
                     p.clamp_(-self.clip_value, self.clip_value)

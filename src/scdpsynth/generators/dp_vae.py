@@ -6,7 +6,7 @@ Encoder ``q(z | x, y)`` and decoder ``p(x | z, y)`` are MLPs (one-hot class ``y`
 latent prior ``N(0, I)``, trained on the negative ELBO (reconstruction NLL + ``beta`` KL). Decoders:
 
 * ``likelihood="gaussian"`` (continuous data, e.g. log expression): features are standardised (DP statistics or
-  a public range, see :class:`~scdpsynth.generators._torch_utils.DeepGenerator`), the decoder gives per-feature
+  a public range, see :class:`~scdpsynth.generators._deep_base.DeepGenerator`), the decoder gives per-feature
   means and a learned per-feature log-scale; sampling adds the Gaussian observation noise and reverts the scaling.
 * ``likelihood="nb"`` / ``"zinb"`` (raw counts; ``data = "counts"``): scVI-style negative binomial (optionally
   zero-inflated) with mean ``softmax(decoder) * library size`` and a learned per-gene inverse dispersion. The
@@ -15,11 +15,14 @@ latent prior ``N(0, I)``, trained on the negative ELBO (reconstruction NLL + ``b
 
 Privacy
 -------
-DP-SGD (Abadi et al. 2016): Poisson sampling with rate ``q = batch_size / n``; every per-sample gradient of the
+Three kinds of releases, all recorded in ``self.ledger`` (see :class:`~scdpsynth.generators._deep_base.DeepGenerator`):
+the per-class counts (Gaussian mechanism, :attr:`class_counts_`; their sum ``n_hat`` is the only row count the fit
+uses), the preprocessing statistics (standardisation or per-class library sizes, Gaussian mechanism), and DP-SGD
+(Abadi et al. 2016): Poisson sampling with rate ``q = min(1, batch_size / n_hat)``; every per-sample gradient of the
 whole model (encoder, decoder, scale parameters) is clipped to L2 norm ``max_grad_norm`` (sensitivity of the
 gradient sum under adding/removing one row), and ``N(0, (z * max_grad_norm)^2)`` noise is added to the sum, with
-``z`` calibrated so that the statistics releases and all DP-SGD steps together stay within (eps, delta) under RDP
-(:class:`~scdpsynth.generators._torch_utils.DPSGDAccountant`). Sampling is post-processing. The KL and the
+``z`` calibrated on the ledger (PLD accounting, dp-accounting) so that all releases together stay within
+(eps, delta). Class labels are part of each record, covered by DP-SGD. Sampling is post-processing. The KL and the
 reparameterisation noise are per-sample terms inside the clipped gradients.
 """
 
@@ -32,19 +35,12 @@ import math
 import numpy as np
 
 from .._utils import check_random_state
-from ._torch_utils import (
-    DeepGenerator,
-    check_class_counts,
-    check_fit_input,
-    dp_backward,
-    dp_class_stats,
-    import_torch,
-    init_linear_,
-    make_dp_optimizer,
-    one_hot,
-    poisson_batch,
-    torch_generator,
-)
+from ..privacy import DEFAULT_DELTA
+from ._deep_base import DeepGenerator
+from ._deep_inputs import check_class_counts, check_fit_input
+from ._dp_stats import dp_class_stats
+from ._dpsgd import dp_backward, make_dp_optimizer, poisson_batch
+from ._torch import import_torch, init_linear_, one_hot, torch_generator
 
 __all__ = ["DPVAE"]
 
@@ -116,16 +112,16 @@ class DPVAE(DeepGenerator):
     Parameters
     ----------
     eps, delta, random_state, unit
-        See :class:`~scdpsynth.generators.BaseGenerator`; ``eps=None`` trains without privacy (plain Adam). The
-        accountant reports eps for the ``delta`` given (``tl.generate`` passes ``min(1e-5, 0.1 / n)`` by default;
-        the class default is 1e-5).
+        See :class:`~scdpsynth.generators.BaseGenerator`; ``eps=None`` trains without privacy (plain Adam).
+        ``random_state=None`` (default) draws fresh OS entropy for a private fit.
     likelihood
         ``"gaussian"`` (continuous input), ``"nb"`` or ``"zinb"`` (raw integer counts in and out).
     latent_dim, hidden_dim
         Latent dimension and width of the hidden layers.
     epochs, batch_size
         Training length in expected passes over the data, and the expected batch size (Poisson sampling rate
-        ``batch_size / n``); DP-SGD takes ``ceil(epochs * n / batch_size)`` steps. ``None``: ``max(32, ceil(n / 50))``.
+        ``q = min(1, batch_size / n_hat)`` with ``n_hat`` the sum of the DP class counts); DP-SGD takes
+        ``ceil(epochs / q)`` steps. ``None``: ``max(32, ceil(n_hat / 50))``.
     lr
         Adam learning rate.
     max_grad_norm
@@ -134,13 +130,18 @@ class DPVAE(DeepGenerator):
         Weight of the KL term.
     standardize, value_range, stats_share
         Feature standardisation of continuous data (see
-        :class:`~scdpsynth.generators._torch_utils.DeepGenerator`): ``"dp"`` releases per-feature means and standard
+        :class:`~scdpsynth.generators._deep_base.DeepGenerator`): ``"dp"`` releases per-feature means and standard
         deviations of the data clipped into the public ``value_range`` with a ``stats_share`` of the budget;
-        ``"public"`` uses only ``value_range``; ``"auto"`` picks ``"dp"`` when its noise is small (large n), else
-        ``"public"``. The default range ``(0, 16)`` suits log2 microarray and log1p counts.
+        ``"public"`` uses only ``value_range``; ``"auto"`` picks ``"dp"`` when its noise is small (large DP row
+        count), else ``"public"``. The default range ``(0, 16)`` suits log2 microarray and log1p counts.
     library_range
         Public range of the natural-log library size (counts likelihoods), used to clip it for the DP per-class
         library-size statistics (``stats_share`` of the budget).
+    counts_share
+        Share of the zCDP budget for the DP per-class counts (:attr:`class_counts_`, whose sum sets the sample rate).
+    secure_rng
+        Draw the DP-SGD noise and the Poisson batches from a cryptographically secure generator with opacus' secure
+        mode (needs the ``torchcsprng`` package; an ImportError names the fix).
     device
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
     num_threads
@@ -157,8 +158,8 @@ class DPVAE(DeepGenerator):
         self,
         *,
         eps=None,
-        delta=1e-5,
-        random_state=0,
+        delta=DEFAULT_DELTA,
+        random_state=None,
         unit="sample",
         likelihood="gaussian",
         latent_dim=16,
@@ -172,6 +173,8 @@ class DPVAE(DeepGenerator):
         value_range=(0.0, 16.0),
         library_range=(0.0, 14.0),
         stats_share=0.1,
+        counts_share=0.02,
+        secure_rng=False,
         device="auto",
         num_threads=1,
         progress=False,
@@ -190,6 +193,8 @@ class DPVAE(DeepGenerator):
             standardize=standardize,
             value_range=value_range,
             stats_share=stats_share,
+            counts_share=counts_share,
+            secure_rng=secure_rng,
             device=device,
             num_threads=num_threads,
         )
@@ -251,10 +256,8 @@ class DPVAE(DeepGenerator):
             )
         n, d = X.shape
         self.n_classes_, self.n_features_ = int(n_classes), d
-        self.accountant.__init__()  # a refit starts a fresh ledger
-        self.scope = []
+        n_hat = self._start_fit(y, n_classes)  # DP class counts first: n_hat is the only row count used below
         self._common_scope()
-        sigma_mult = self._stats_sigma_mult()
         if self.counts:
             log_lib = np.log(np.maximum(X.sum(1), 1.0))
             self.lib_mean_, self.lib_std_ = dp_class_stats(
@@ -262,24 +265,23 @@ class DPVAE(DeepGenerator):
                 y,
                 n_classes,
                 value_range=self.library_range,
-                sigma_mult=sigma_mult,
+                rho=self._stats_rho(),
+                counts=self.class_counts_,
                 rng=self.rng,
-                accountant=self.accountant,
+                ledger=self.ledger,
                 name="log library size",
             )
         else:
             log_lib = np.zeros(n)
-            self._fit_scaler(X)
-            if self.standardize_ == "public":
-                self.scope.append(f"standardisation from the public value_range {list(self.value_range)}")
+            self._fit_scaler(X, n_hat)
         x_in = self._encoder_input(X)
         x_target = X if self.counts else x_in
-        q, steps = self._schedule(n)
+        q, steps = self._schedule(n_hat)
         z = self._calibrate(q, steps)
+        expected_b = max(1, round(q * n_hat))  # gradient normaliser (a DP quantity; no part of the privacy)
 
         dev = self.device_
-        g_cpu = torch_generator(self.rng, "cpu")
-        g_dev = torch_generator(self.rng, dev)
+        g_cpu, g_dev, g_noise, g_batches = self._rngs()
         model = _module_class()(d, n_classes, self.latent_dim, self.hidden_dim, self.likelihood)
         init_linear_(model, g_cpu)
         model.to(dev)
@@ -290,8 +292,9 @@ class DPVAE(DeepGenerator):
                 opt,
                 noise_multiplier=z,
                 max_grad_norm=self.max_grad_norm,
-                expected_batch_size=max(1, round(q * n)),
-                generator=g_dev,
+                expected_batch_size=expected_b,
+                generator=g_noise,
+                secure_mode=self.secure_rng,
             )
         else:
             net, dp_opt = model, opt
@@ -304,7 +307,7 @@ class DPVAE(DeepGenerator):
         model.train()
         running, seen = 0.0, 0
         for step in range(steps):
-            idx = poisson_batch(n, q, g_cpu).to(dev)
+            idx = poisson_batch(n, q, g_batches).to(dev)
             noise = torch.randn(len(idx), self.latent_dim, generator=g_dev, device=dev)
             losses = self._neg_elbo(torch, net, tx_in[idx], toh[idx], noise, tx_target[idx], tlib[idx], self.beta)
             if self.private:  # opacus clips each row's gradient, adds noise, divides by the expected batch size
@@ -314,7 +317,7 @@ class DPVAE(DeepGenerator):
                 (losses.mean() if len(idx) else losses.sum()).backward()
             dp_opt.step()
             if self.private:
-                self.accountant.step(noise_multiplier=z, sample_rate=q)
+                self._record_step(dp_opt, q)
             running += float(losses.detach().sum())
             seen += len(idx)
             if (step + 1) % max(1, steps // 10) == 0 or step + 1 == steps:
@@ -327,7 +330,6 @@ class DPVAE(DeepGenerator):
         model.eval()
         self.model_ = model
         self.sample_rate_, self.steps_ = q, steps
-        self.class_freq_ = np.bincount(y, minlength=n_classes) / n
         self.fitted_ = True
         return self
 

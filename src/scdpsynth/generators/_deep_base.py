@@ -1,0 +1,254 @@
+"""The common base of the DP-SGD generators (dp_vae, dp_gan): budget split, DP sizes, standardisation, schedule."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+
+from ..privacy import DEFAULT_DELTA, Ledger
+from ._base import BaseGenerator
+from ._deep_inputs import positive_number, share
+from ._dp_stats import dp_feature_stats
+from ._dpsgd import calibrate_noise_multiplier
+from ._torch import import_torch, secure_generator, select_device, torch_generator
+
+__all__ = ["DeepGenerator"]
+
+
+class DeepGenerator(BaseGenerator):
+    """Common parts of the DP-SGD generators: budget split, DP sizes and standardisation, calibration, devices.
+
+    Budget (with ``eps`` given; every release is recorded in ``self.ledger`` as its noise is drawn):
+
+    1. the per-class counts, with a share ``counts_share`` of the zCDP budget ``rho(eps, delta)``
+       (:meth:`~scdpsynth.generators.BaseGenerator._release_class_counts`, :attr:`class_counts_`). Their sum
+       ``n_hat = max(sum, 1)`` stands in for the number of rows everywhere: the default batch size, the Poisson
+       sample rate ``q = min(1, batch_size / n_hat)``, the ``standardize="auto"`` rule and the denominators of the
+       DP statistics. Nothing about ``n`` leaves unpaid.
+    2. the preprocessing statistics (standardisation, or library sizes for count likelihoods), two Gaussian
+       releases sharing ``stats_share`` of ``rho`` (unused when nothing is released).
+    3. DP-SGD: the noise multiplier ``z`` is calibrated on the ledger (PLD, :func:`calibrate_noise_multiplier`) so
+       that everything recorded plus all DP-SGD steps stays within (eps, delta); the training loop records every
+       step with the ``z`` opacus uses and the ``q`` the batches are drawn with.
+
+    Class labels are part of each record and covered by DP-SGD; the synthetic class sizes come from
+    :attr:`class_counts_`.
+
+    Standardisation (continuous data): ``standardize="dp"`` uses :func:`dp_feature_stats` (charged to the budget);
+    ``standardize="public"`` maps the public ``value_range`` to ``[-1, 1]`` (no data-derived statistics);
+    ``standardize="auto"`` (default) picks ``"dp"`` when the DP means are expected to be accurate (noise below 10% of
+    the range half-width; a function of ``n_hat``, d and the budget only, see :meth:`_resolve_standardize`), else
+    ``"public"``. Scaling is reverted after sampling.
+
+    Randomness: every draw comes from ``self.rng`` (fresh OS entropy for a private fit by default), torch's through
+    generators seeded from it. ``secure_rng=True`` draws the DP-SGD noise and the Poisson batches from a
+    cryptographically secure generator instead, with opacus' secure mode (protection against floating-point attacks
+    on the noise); it needs the ``torchcsprng`` package.
+
+    ``num_threads`` (default 1) sets torch's CPU threads during ``fit``/``sample`` only and restores the previous
+    setting afterwards; one thread is fastest for these small MLPs, by far on a shared machine (oversubscribed
+    intra-op threads); ``None`` keeps torch's own setting.
+    """
+
+    units = ("sample",)
+
+    def __init__(
+        self,
+        *,
+        eps=None,
+        delta=DEFAULT_DELTA,
+        random_state=None,
+        unit="sample",
+        epochs=30,
+        batch_size=None,
+        lr=1e-3,
+        max_grad_norm=1.0,
+        hidden_dim=64,
+        latent_dim=16,
+        standardize="auto",
+        value_range=(0.0, 16.0),
+        stats_share=0.1,
+        counts_share=0.02,
+        secure_rng=False,
+        device="auto",
+        num_threads=1,
+    ):
+        super().__init__(eps=eps, delta=delta, random_state=random_state, unit=unit)
+        self.epochs = positive_number("epochs", epochs, integer=True)
+        self.batch_size = None if batch_size is None else positive_number("batch_size", batch_size, integer=True)
+        self.lr = positive_number("lr", lr)
+        self.max_grad_norm = positive_number("max_grad_norm", max_grad_norm)
+        self.hidden_dim = positive_number("hidden_dim", hidden_dim, integer=True)
+        self.latent_dim = positive_number("latent_dim", latent_dim, integer=True)
+        if standardize not in ("auto", "dp", "public"):
+            raise ValueError(
+                f"standardize must be 'auto', 'dp' (DP statistics, charged to eps) or 'public' "
+                f"(value_range), got {standardize!r}."
+            )
+        self.standardize = standardize
+        try:
+            lo, hi = (float(v) for v in value_range)
+        except (TypeError, ValueError):
+            raise TypeError(f"value_range must be a pair (lo, hi) of numbers, got {value_range!r}.") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"value_range must satisfy lo < hi (finite), got {value_range!r}.")
+        self.value_range = (lo, hi)
+        self.stats_share = share("stats_share", stats_share)
+        self.counts_share = share("counts_share", counts_share)
+        if self.stats_share + self.counts_share >= 1:
+            raise ValueError(
+                f"stats_share + counts_share must be < 1 (the rest goes to DP-SGD), got {stats_share} + {counts_share}."
+            )
+        if not isinstance(secure_rng, bool | np.bool_):
+            raise TypeError(f"secure_rng must be True or False, got {secure_rng!r}.")
+        self.secure_rng = bool(secure_rng)
+        if self.secure_rng:
+            secure_generator()  # fail early, naming the fix, when torchcsprng is missing
+        self.device = device
+        self.device_ = select_device(device)  # fail early for an unavailable device
+        if num_threads is not None:
+            num_threads = positive_number("num_threads", num_threads, integer=True)
+        self.num_threads = num_threads
+        self.noise_multiplier_ = 0.0
+        self.history_: list[float] = []
+
+    # -- helpers for subclasses ------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _threads(self):
+        """Run with ``num_threads`` CPU threads in torch if given, restoring the previous setting afterwards."""
+        if self.num_threads is None:
+            yield
+            return
+        torch = import_torch()
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.num_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    def _start_fit(self, y: np.ndarray, n_classes: int) -> float:
+        """Fresh ledger and scope, then the DP class counts (:attr:`class_counts_`); returns ``n_hat``.
+
+        ``n_hat = max(sum of the released counts, 1)`` (the exact row count for a non-private fit) is the only row
+        count the fit uses from here on.
+        """
+        if len(self.ledger):  # a refit starts a fresh ledger (with the same settings, e.g. keep_values)
+            self.ledger = Ledger(neighbouring=self.ledger.neighbouring, keep_values=self.ledger.keep_values)
+        self.scope = []
+        counts = self._release_class_counts(y, n_classes, self.counts_share * self.budget.rho)
+        self.n_hat_ = max(float(np.sum(counts)), 1.0)
+        return self.n_hat_
+
+    def _schedule(self, n_hat: float) -> tuple[float, int]:
+        """Poisson sampling rate ``q = min(1, batch_size / n_hat)`` and the number of steps ``ceil(epochs / q)``.
+
+        ``n_hat`` is the DP row count (sum of the released class counts). ``batch_size=None`` uses
+        ``max(32, ceil(n_hat / 50))`` (sampling rate about 2% for large data).
+        """
+        n_hat = max(float(n_hat), 1.0)
+        self.batch_size_ = self.batch_size if self.batch_size is not None else max(32, math.ceil(n_hat / 50))
+        q = min(1.0, self.batch_size_ / n_hat)
+        return q, max(1, math.ceil(self.epochs / q))
+
+    def _stats_rho(self) -> float | None:
+        """ZCDP share of the statistics releases (two releases, half each), or None when non-private."""
+        if not self.private:
+            return None
+        return self.stats_share * self.budget.rho
+
+    def _stats_sigma_mult(self) -> float | None:
+        """Noise of each statistics release in units of its sensitivity, ``1 / sqrt(stats_share * rho)``."""
+        rho = self._stats_rho()
+        return None if rho is None else 1.0 / math.sqrt(rho)
+
+    def _calibrate(self, sample_rate: float, steps: int) -> float:
+        """DP-SGD noise multiplier for the budget left after the releases already in the ledger."""
+        if not self.private:
+            self.noise_multiplier_ = 0.0
+            return 0.0
+        z = calibrate_noise_multiplier(
+            self.ledger, eps=self.budget.eps, delta=self.budget.delta, sample_rate=sample_rate, steps=steps
+        )
+        self.noise_multiplier_ = z
+        return z
+
+    def _rngs(self):
+        """Torch generators of a fit: ``(g_cpu, g_dev, g_noise, g_batches)``.
+
+        ``g_cpu``/``g_dev`` (model initialisation, latent draws) are seeded from ``self.rng``. The DP-SGD noise
+        (``g_noise``) and the Poisson batches (``g_batches``) come from them too, or from one cryptographically secure
+        generator with ``secure_rng=True`` (private fits).
+        """
+        g_cpu = torch_generator(self.rng, "cpu")
+        g_dev = torch_generator(self.rng, self.device_)
+        if self.private and self.secure_rng:
+            g_secure = secure_generator()
+            return g_cpu, g_dev, g_secure, g_secure
+        return g_cpu, g_dev, g_dev, g_cpu
+
+    def _record_step(self, dp_opt, sample_rate: float) -> None:
+        """Record one DP-SGD step with the noise multiplier the opacus optimiser ``dp_opt`` used and the batches'
+        sample rate; the sensitivity is its clipping norm (the ledger states DP-SGD noise in units of it).
+        """
+        self.ledger.add_dpsgd(
+            name=f"dp-sgd ({type(self).__name__})",
+            noise_multiplier=float(dp_opt.noise_multiplier),
+            sample_rate=float(sample_rate),
+            steps=1,
+        )
+
+    def _resolve_standardize(self, n_hat: float, d: int) -> str:
+        """``"auto"``: ``"dp"`` unless the DP feature means would be noisier than 10% of the value range half-width.
+
+        The noise standard deviation of a DP mean is ``sigma_mult * h * sqrt(d) / n_hat`` (see
+        :func:`dp_feature_stats`); the choice uses only the DP row count ``n_hat``, d, eps, delta and stats_share, so
+        it costs nothing more. Non-private fits always use the exact statistics.
+        """
+        if self.standardize != "auto":
+            return self.standardize
+        if not self.private:
+            return "dp"
+        return "dp" if self._stats_sigma_mult() * math.sqrt(d) / max(float(n_hat), 1.0) <= 0.1 else "public"
+
+    def _fit_scaler(self, X: np.ndarray, n_hat: float) -> None:
+        """Set ``self.mean_``/``self.std_`` for standardisation (DP, public range, or exact when non-private)."""
+        self.standardize_ = self._resolve_standardize(n_hat, X.shape[1])
+        if self.standardize_ == "public":
+            lo, hi = self.value_range
+            self.mean_ = np.full(X.shape[1], 0.5 * (lo + hi))
+            self.std_ = np.full(X.shape[1], 0.5 * (hi - lo))
+            self.scope.append(f"standardisation from the public value_range {list(self.value_range)}")
+            return
+        self.mean_, self.std_ = dp_feature_stats(
+            X, value_range=self.value_range, rho=self._stats_rho(), n=n_hat, rng=self.rng, ledger=self.ledger
+        )
+
+    def _clip_private(self, X: np.ndarray) -> np.ndarray:
+        """Clip samples of a private fit into the public ``value_range`` (post-processing; no-op when non-private)."""
+        return np.clip(X, *self.value_range) if self.private else X
+
+    def _common_scope(self) -> None:
+        self.scope.append(
+            "not written out: the training diagnostics (history_, losses on the private data without noise) stay on "
+            "the Python generator object"
+        )
+
+    def params(self) -> dict:
+        return {
+            "epochs": self.epochs,
+            "batch_size": getattr(self, "batch_size_", self.batch_size),
+            "lr": self.lr,
+            "max_grad_norm": self.max_grad_norm,
+            "hidden_dim": self.hidden_dim,
+            "latent_dim": self.latent_dim,
+            "standardize": getattr(self, "standardize_", self.standardize),
+            "value_range": list(self.value_range),
+            "stats_share": self.stats_share,
+            "counts_share": self.counts_share,
+            "secure_rng": self.secure_rng,
+            "device": str(self.device_),
+            "noise_multiplier": float(self.noise_multiplier_),
+        }
