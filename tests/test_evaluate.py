@@ -179,6 +179,7 @@ class _CopyGenerator(BaseGenerator):
 
     def fit(self, X, y, *, n_classes, donors=None):
         self.rows_ = [np.asarray(X)[y == k] for k in range(n_classes)]
+        self.class_counts_ = np.bincount(y, minlength=n_classes).astype(float)  # exact: the worst case
         self.fitted_ = True
         return self
 
