@@ -4,8 +4,9 @@ Usage: python benchmarks/bench_attacks.py [--cells 3000] [--trials 200]
 
 Prints, for Kang PBMCs (control, 8 donors; ../shared/data/kang_se_muscat.h5ad) split by donor, the AUROC and TPR at
 low FPR of every record-level attack against (a) RON-Gauss at eps=1 and eps=10 and (b) a "generator" that releases
-its training cells (worst case), at cell and donor level, with the time each attack took; then audit timings and
-eps lower bounds (dcr and projection canary attacks) for RON-Gauss on the ALL microarray data (bulk).
+its training cells (worst case), at cell and donor level, with the time each attack took; then timings and eps lower
+bounds of the end-to-end audit (``sd.tl.audit``: dcr, projection and metadata attacks on ``tl.generate`` outputs) for
+RON-Gauss on the ALL microarray data (bulk).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 import scdpsynth as sd
-from scdpsynth.privacy._audit import audit
 
 ATTACKS = ["dcr", "dcr_calibrated", "domias", "logan", "mahalanobis", "mahalanobis_ref"]
 
@@ -70,24 +70,16 @@ def main() -> None:
     ]
     print(df.round(3).to_string(index=False))
 
-    X = np.asarray(sd.datasets.bioc_all().X, dtype=float)
-    X = X[:60, np.argsort(-X.var(axis=0))[:20]]
+    bulk = sd.datasets.bioc_all()
+    bulk = bulk[:60, np.sort(np.argsort(-np.asarray(bulk.X).var(axis=0))[:20])].copy()
     print(f"\nAudit of RON-Gauss on ALL (60 samples x 20 probes), {args.trials} trials per arm, alpha=0.05")
     for eps in (1.0, 4.0, 16.0, 64.0):
-        for attack in ("dcr", "projection"):
-            t = time.perf_counter()
-            r = audit(
-                "ron_gauss",
-                X,
-                params={"eps": eps, "n_components": 5, "bounds": (X.min(0), X.max(0))},
-                attack=attack,
-                n_trials=args.trials,
-                random_state=0,
-            )
-            print(
-                f"eps={eps:5.1f}  attack={attack:10s}  eps_lb={r.eps_lb:.3f}  fp={r.fp}/{r.n_neg} fn={r.fn}/{r.n_pos}  "
-                f"{time.perf_counter() - t:.1f} s"
-            )
+        r = sd.tl.audit(bulk, "ron_gauss", eps=eps, n_trials=args.trials, random_state=0, progress=False)
+        per_attack = "  ".join(
+            f"{row.attack}={row.eps_lb:.3f} (fp={row.fp}/{row.n_neg} fn={row.fn}/{row.n_pos})"
+            for row in r.results.itertuples()
+        )
+        print(f"eps={eps:5.1f}  eps_lb={r.eps_lb:.3f} [{r.attack}]  {per_attack}  {r.seconds:.1f} s")
 
 
 if __name__ == "__main__":

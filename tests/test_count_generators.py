@@ -425,3 +425,11 @@ def test_full_kang_nonprivate_fidelity(kang_pbmc, cls):
         real = np.asarray(X[y == k].mean(0)).ravel()
         syn = np.asarray(S[ys == k].mean(0)).ravel()
         assert stats.spearmanr(real, syn)[0] > 0.95, k
+
+
+def test_vine_nmf_with_every_gene_an_hvg():
+    """d <= n_hvg leaves no gene to draw independently: the fit and the draws still work."""
+    X = sparse.csr_matrix(np.random.default_rng(0).poisson(2.0, size=(100, 30)))
+    gen = VineNMFGenerator(eps=1.0, n_factors=4, n_hvg=50, random_state=np.random.default_rng(1))
+    out = gen.fit(X, np.repeat([0, 1], 50), n_classes=2).sample([5, 7])
+    assert out.shape == (12, 30) and out.nnz > 0

@@ -103,9 +103,7 @@ def test_dp_discretization_noisy_stays_valid():
 @pytest.mark.parametrize("bounds", [(1.0, 1.0), (2.0, 1.0), (0.0, np.inf)])
 def test_dp_discretization_rejects_bad_bounds(bounds):
     with pytest.raises(ValueError, match="bounds"):
-        dp_discretization(
-            np.zeros((3, 1)), 4, rho=1.0, bounds=bounds, rng=np.random.default_rng(0), ledger=Ledger()
-        )
+        dp_discretization(np.zeros((3, 1)), 4, rho=1.0, bounds=bounds, rng=np.random.default_rng(0), ledger=Ledger())
 
 
 # ---------------------------------------------------------------------------------------------------------------------

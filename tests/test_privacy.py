@@ -201,3 +201,12 @@ class TestBudget:
 
     def test_default_delta_is_a_public_constant(self):
         assert DEFAULT_DELTA == 1e-5 and Budget(1.0).delta == 1e-5
+
+
+def test_ledger_caches_the_slow_pld_answer_until_a_new_release():
+    led = Ledger()
+    led.add_dpsgd(name="sgd", noise_multiplier=1.0, sample_rate=0.02, steps=200)
+    first = led.get_epsilon(1e-5)
+    assert led.get_epsilon(1e-5) == first and len(led._eps_cache) == 1
+    led.add_gaussian(name="g", sensitivity=1.0, sigma=5.0)
+    assert led.get_epsilon(1e-5) > first  # a new release is composed, not answered from the cache

@@ -388,7 +388,10 @@ class VineNMFGenerator(BaseGenerator):
         # 6. NB overdispersion of HVGs by the method of moments, net of the model's between-cell variance
         self._fit_hvg_dispersion(K, st)
         self._rest_genes = np.setdiff1d(np.arange(d), self.hvg_)
-        self._rest_sampler = [TableSampler(self.marginals_[c, self._rest_genes]) for c in range(K)]  # post-processing
+        # post-processing; with every gene an HVG (d <= n_hvg) nothing is left to draw independently
+        self._rest_sampler = (
+            [TableSampler(self.marginals_[c, self._rest_genes]) for c in range(K)] if self._rest_genes.size else None
+        )
         self.scope.append(
             f"count_cap={self.count_cap}, clipping norms, library-size bins and factor-score bins are fixed "
             "hyper-parameters (not data-derived)"
@@ -470,7 +473,10 @@ class VineNMFGenerator(BaseGenerator):
         return sparse.vstack(blocks, format="csr")
 
     def _sample_type(self, c: int, n: int) -> sparse.csr_matrix:
-        rest = self._rest_sampler[c].sample(self.rng, n).tocoo()
+        if self._rest_sampler is None:
+            rest = sparse.coo_matrix((n, 0), dtype=np.int64)
+        else:
+            rest = self._rest_sampler[c].sample(self.rng, n).tocoo()
         mu = self._hvg_means(c, n) * self.hvg_scale_[c]
         size = self.hvg_size_[c]
         hv = sparse.coo_matrix(self.rng.poisson(self.rng.gamma(np.broadcast_to(size, mu.shape), 1.0) * (mu / size)))

@@ -94,6 +94,7 @@ class Ledger:
         self.neighbouring = neighbouring
         self.keep_values = bool(keep_values)
         self.entries: list[dict] = []
+        self._eps_cache: dict = {}
         self.values: list[np.ndarray | None] = []
         self.released: list[np.ndarray | None] = []
 
@@ -238,13 +239,19 @@ class Ledger:
             return 0.0
         if extra is None and self._gaussian_only():
             return eps_from_mu(self.mu, delta)
+        key = (delta, discretization, tuple(tuple(sorted(e.items())) for e in self.entries))
+        if extra is None and key in self._eps_cache:  # PLD is the slow path: the same ledger is asked repeatedly
+            return self._eps_cache[key]
         from dp_accounting import ComposedDpEvent
         from dp_accounting.pld import pld_privacy_accountant
 
         event = self.dp_event() if extra is None else ComposedDpEvent([self.dp_event(), extra])
         acc = pld_privacy_accountant.PLDAccountant(value_discretization_interval=discretization)
         acc.compose(event)
-        return max(float(acc.get_epsilon(delta)), 0.0)
+        eps = max(float(acc.get_epsilon(delta)), 0.0)
+        if extra is None:
+            self._eps_cache[key] = eps
+        return eps
 
     @property
     def accountant(self) -> str:
