@@ -63,8 +63,8 @@ registry.register(
     higher_is_better=True,
 )
 registry.register(
-    "rf_auc",
-    "scdpsynth.metrics.single_cell:rf_auc",
+    "celltype_rf_auc",
+    "scdpsynth.metrics.single_cell:celltype_rf_auc",
     "Random forest trained on synthetic, one-vs-rest ROC-AUC predicting cell type on the real holdout",
     needs_holdout=True,
     needs_labels=True,
