@@ -308,3 +308,16 @@ def test_evaluate_camda_preset():
     assert np.isfinite(df["reference"]).all()
     assert not set(C.CAMDA_METRICS) & set(sd.tl._evaluate._select("all", has_holdout=True, has_labels=True))
     assert sd.tl._evaluate._select(["camda_scc"], has_holdout=False, has_labels=False) == ["camda_scc"]
+
+
+def test_log_scale_input_skips_count_steps():
+    """Non-count data (e.g. log2 microarray) are used as they are: no cell/gene filters, no normalisation."""
+    rng = np.random.default_rng(10)
+    X = rng.normal(5, 1, size=(90, 30))
+    A, B = EvalData(X=X[:45], counts=X[:45]), EvalData(X=X[45:], counts=X[45:])
+    df = C.camda_mmd(A, B, on="counts", n_pcs=5)
+    assert set(df["variant"]) == {"lognorm,gamma=1,sample=20000", "lognorm,gamma=median,sample=20000"}
+    pr = prepare_pair(X[:45], X[45:], counts=False, n_hvgs=10)
+    assert pr.real.shape[0] == 45 and pr.real.shape[1] == pr.genes.size >= 10  # ties at the cutoff are kept (scanpy)
+    np.testing.assert_allclose(pr.real, X[:45][:, pr.genes], rtol=1e-6)
+    assert C.camda_emd(A, A)["value"].iloc[0] == 0.0

@@ -607,10 +607,8 @@ def camda_mmd(
 
     def compute(p):
         rng = np.random.default_rng(seed)
-        if on == "counts" and p.prep.real_counts is not None:
-            A, B = p.prep.real_counts, p.prep.other_counts
-        else:
-            A, B = p.prep.real, p.prep.other
+        used = "counts" if on == "counts" and p.prep.real_counts is not None else "lognorm"  # log input: no counts
+        A, B = (p.prep.real_counts, p.prep.other_counts) if used == "counts" else (p.prep.real, p.prep.other)
         ia = rng.choice(A.shape[0], min(sample_size, A.shape[0]), replace=False)
         ib = rng.choice(B.shape[0], min(sample_size, B.shape[0]), replace=False)
         A, B = A[ia], B[ib]
@@ -619,9 +617,9 @@ def camda_mmd(
         P = _pca(np.vstack([A, B]).astype(np.float64), n_pcs, seed)
         Pa, Pb = P[: len(ia)], P[len(ia) :]
         n_used = min(ia.size, ib.size)
-        out = {f"{on},gamma={gamma:g},sample={sample_size}": (mmd_rbf(Pa, Pb, gamma=gamma), n_used)}
+        out = {f"{used},gamma={gamma:g},sample={sample_size}": (mmd_rbf(Pa, Pb, gamma=gamma), n_used)}
         if median_gamma:
-            out[f"{on},gamma=median,sample={sample_size}"] = (mmd_rbf(Pa, Pb, gamma=_median_gamma(P, rng)), n_used)
+            out[f"{used},gamma=median,sample={sample_size}"] = (mmd_rbf(Pa, Pb, gamma=_median_gamma(P, rng)), n_used)
         return out
 
     return _run("camda_mmd", real, syn, holdout, compute, random_state=seed, **kwargs)
