@@ -396,13 +396,14 @@ def discriminator_auc(
     X = np.vstack([Xr, Xo]).astype(np.float64)
     y = np.concatenate([np.zeros(Xr.shape[0], int), np.ones(Xo.shape[0], int)])
     if use_combat:
-        X = combat(X, y)
-    X = X.astype(np.float32)
+        X = combat(X, y).astype(np.float32)
+    else:  # log-normalised expression is mostly zeros: sklearn's trees split sparse input ~2-3x faster
+        X = sparse.csr_matrix(X.astype(np.float32))
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_size, random_state=seed)
     if np.unique(yte).size < 2 or np.unique(ytr).size < 2:
         return float("nan")
     rf = RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth, random_state=seed, n_jobs=n_jobs)
-    rf.fit(Xtr, ytr)
+    rf.fit(Xtr.tocsc() if sparse.issparse(Xtr) else Xtr, ytr)
     return float(roc_auc_score(yte, rf.predict_proba(Xte)[:, 1]))
 
 
