@@ -4,20 +4,20 @@ Definitions follow the kit (PMBio/Health-Privacy-Challenge, ``src/evaluation/uti
 first runs the kit's preprocessing (:func:`scdpsynth.metrics._camda_prep.prepare_pair`: cell/gene filters, shared
 genes, ``normalize_total(1e4)`` + ``log1p``, 5,000 seurat HVGs chosen on real and synthetic combined):
 
-=========================  ======================================================================================
-``camda_scc``              Spearman correlation of the per-gene mean vectors (real vs synthetic); higher better
-``camda_pcc``              Pearson correlation of the same vectors; higher better
-``camda_mmd``              biased RBF-kernel MMD (gamma 1) on 50 PCs of the combined cells (<= 20,000 per side);
-                           lower better
-``camda_ilisi``            scib's scaled graph iLISI, batch = source, PCA 100 + UMAP kNN graph (k=10); in [0, 1],
-                           higher better
-``camda_ari``              ARI of Leiden clusters of the combined kNN graph: real vs synthetic (paired cells) and
-                           cell type vs cluster; higher better
-``camda_emd``              mean over HVGs of the 1-D Wasserstein distance; lower better
-``camda_corr_of_corr``     Pearson between the upper triangles of the gene-gene Spearman matrices; higher better
-``camda_discriminator_auc`` ROC-AUC of a random forest (1,000 trees, depth 5) telling real from synthetic on a
-                           75/25 split after ComBat (batch = source); 0.5 ideal
-=========================  ======================================================================================
+===========================  ======================================================================================
+``camda_scc``                Spearman correlation of the per-gene mean vectors (real vs synthetic); higher better
+``camda_pcc``                Pearson correlation of the same vectors; higher better
+``camda_mmd``                biased RBF-kernel MMD (gamma 1) on 50 PCs of the combined cells (<= 20,000 per side);
+                             lower better
+``camda_ilisi``              scib's scaled graph iLISI, batch = source, PCA 100 + UMAP kNN graph (k=10); in [0, 1],
+                             higher better
+``camda_ari``                ARI of Leiden clusters of the combined kNN graph: real vs synthetic (paired cells) and
+                             cell type vs cluster; higher better
+``camda_emd``                mean over HVGs of the 1-D Wasserstein distance; lower better
+``camda_corr_of_corr``       Pearson between the upper triangles of the gene-gene Spearman matrices; higher better
+``camda_discriminator_auc``  ROC-AUC of a random forest (1,000 trees, depth 5) telling real from synthetic on a
+                             75/25 split after ComBat (batch = source); 0.5 ideal
+===========================  ======================================================================================
 
 Which cells are compared
     ``value``: the real training cells (``real``) against the synthetic cells; ``reference``: the same real cells
