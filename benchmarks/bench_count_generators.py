@@ -21,7 +21,7 @@ from scipy import sparse
 import scdpsynth as sd
 from scdpsynth.generators import registry
 from scdpsynth.metrics._base import EvalData
-from scdpsynth.metrics.single_cell import lisi, rf_auc, scc
+from scdpsynth.metrics.single_cell import celltype_rf_auc, lisi, scc
 
 
 def _arrays(adata):
@@ -91,9 +91,9 @@ def metrics(adata, methods, settings) -> pd.DataFrame:
     classes = [str(c) for c in adata.obs["cell_type"].cat.categories]
     R = _eval(X, y, classes)
     H = _eval(hold.X, hold.obs["cell_type"].cat.codes.to_numpy(), classes)
-    # real holdout as "synthetic" data: the ceiling for SCC / LISI (its rf_auc would train and test on the holdout, so
-    # it is blanked; rf_auc_real, train-real-test-real, is the reference for every row)
-    rows = [{"method": "real holdout", "unit": "-", "eps": np.nan, **_scores(R, H, H), "rf_auc": np.nan}]
+    # real holdout as "synthetic" data: the ceiling for SCC / LISI (its celltype_rf_auc would train and test on the
+    # holdout, so it is blanked; celltype_rf_auc_real, train-real-test-real, is the reference for every row)
+    rows = [{"method": "real holdout", "unit": "-", "eps": np.nan, **_scores(R, H, H), "celltype_rf_auc": np.nan}]
     print(pd.DataFrame(rows).to_string(index=False, float_format="%.3f"))
     for method in methods:
         for unit, eps in settings:
@@ -110,14 +110,14 @@ def _scores(R, S, H) -> dict:
     a = scc(R, S)
     a = a[a.group == "all"].set_index("variant")["value"]
     b = lisi(R, S)
-    c = rf_auc(R, S, holdout=H)
+    c = celltype_rf_auc(R, S, holdout=H)
     c = c[c.group == "all"].iloc[0]
     return {
         "scc_mean": a["mean"],
         "scc_corr": a["correlation"],
         "lisi": b.loc[b.group == "all", "value"].item(),
-        "rf_auc": c["value"],
-        "rf_auc_real": c["reference"],
+        "celltype_rf_auc": c["value"],
+        "celltype_rf_auc_real": c["reference"],
     }
 
 

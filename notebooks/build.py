@@ -128,7 +128,7 @@ attack["results"]
         code(
             """
 syn_rg = sd.tl.generate(train, "ron_gauss", eps=10, groupby="cell_type", random_state=0)
-shared = ["ml_efficacy", "histogram_overlap", "de_genes", "scc", "rf_auc"]
+shared = ["ml_efficacy", "histogram_overlap", "de_genes", "scc", "celltype_rf_auc"]
 rg = sd.tl.evaluate(train, syn_rg, holdout=holdout, metrics=shared)
 both = pd.concat({"copula": result[result["metric"].isin(shared)], "ron_gauss": rg}, names=["method"])
 both.query("group == 'all'").pivot_table(index=["metric", "variant"], columns="method", values=["value", "reference"])

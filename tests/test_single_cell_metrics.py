@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from scdpsynth.metrics import registry
 from scdpsynth.metrics._base import TIDY_COLUMNS, EvalData
-from scdpsynth.metrics.single_cell import lisi, lisi_scores, rf_auc, scc
+from scdpsynth.metrics.single_cell import celltype_rf_auc, lisi, lisi_scores, scc
 
 
 def _lognorm(X):
@@ -48,10 +48,10 @@ def halves():
 
 
 def test_registered():
-    for name in ("scc", "lisi", "rf_auc"):
+    for name in ("scc", "lisi", "celltype_rf_auc"):
         assert name in registry
         assert registry.info(name)["higher_is_better"] is True
-    assert registry.info("rf_auc")["needs_holdout"] is True
+    assert registry.info("celltype_rf_auc")["needs_holdout"] is True
     assert registry.get("scc") is scc
 
 
@@ -130,30 +130,30 @@ def test_lisi_mixing_real_vs_real_high_and_shifted_low(halves):
 
 
 # --------------------------------------------------------------------------- RF ROC-AUC
-def test_rf_auc_real_as_synthetic_matches_reference(halves):
+def test_celltype_rf_auc_real_as_synthetic_matches_reference(halves):
     A, B = halves
-    df = rf_auc(A, A, holdout=B, n_estimators=50, n_genes=200)
+    df = celltype_rf_auc(A, A, holdout=B, n_estimators=50, n_genes=200)
     row = df[df.group == "all"].iloc[0]
     assert row["value"] > 0.9
     assert row["value"] == pytest.approx(row["reference"], abs=0.02)
     assert set(df.group) - {"all"} <= set(A.classes)
 
 
-def test_rf_auc_shuffled_labels_near_chance(halves):
+def test_celltype_rf_auc_shuffled_labels_near_chance(halves):
     A, B = halves
     rng = np.random.default_rng(0)
     noise = EvalData(X=A.X, y=rng.permutation(A.y), classes=A.classes)
-    df = rf_auc(A, noise, holdout=B, n_estimators=50, n_genes=200)
+    df = celltype_rf_auc(A, noise, holdout=B, n_estimators=50, n_genes=200)
     assert abs(df.loc[df.group == "all", "value"].item() - 0.5) < 0.1
 
 
-def test_rf_auc_missing_class_and_errors(halves):
+def test_celltype_rf_auc_missing_class_and_errors(halves):
     A, B = halves
     keep = A.y != 0
     partial = EvalData(X=A.X[keep], y=A.y[keep], classes=A.classes)
-    df = rf_auc(A, partial, holdout=B, n_estimators=20, n_genes=100)
+    df = celltype_rf_auc(A, partial, holdout=B, n_estimators=20, n_genes=100)
     assert df.loc[df.group == A.classes[0], "value"].item() == pytest.approx(0.5)  # constant score 0 -> AUC 0.5
     with pytest.raises(ValueError, match="holdout"):
-        rf_auc(A, A)
+        celltype_rf_auc(A, A)
     with pytest.raises(ValueError, match="labels"):
-        rf_auc(A, EvalData(X=A.X), holdout=B)
+        celltype_rf_auc(A, EvalData(X=A.X), holdout=B)

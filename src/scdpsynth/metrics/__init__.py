@@ -49,7 +49,8 @@ registry.register(
 registry.register(
     "scc",
     "scdpsynth.metrics.single_cell:scc",
-    "SCC: Spearman correlation of per-gene means and of gene-gene correlations, real vs synthetic, per cell type",
+    "SCC: Spearman correlation of per-gene means and of gene-gene correlations, real vs synthetic, per cell type "
+    "(top-100 genes by mean; not the CAMDA definition: see camda_scc)",
     needs_holdout=False,
     needs_labels=False,
     higher_is_better=True,
@@ -63,12 +64,39 @@ registry.register(
     higher_is_better=True,
 )
 registry.register(
-    "rf_auc",
-    "scdpsynth.metrics.single_cell:rf_auc",
-    "Random forest trained on synthetic, one-vs-rest ROC-AUC predicting cell type on the real holdout",
+    "celltype_rf_auc",
+    "scdpsynth.metrics.single_cell:celltype_rf_auc",
+    "Cell-type classifier: random forest trained on synthetic, one-vs-rest ROC-AUC of cell type on the real holdout "
+    "(not the CAMDA discriminator; see camda_discriminator_auc)",
     needs_holdout=True,
     needs_labels=True,
     higher_is_better=True,
 )
 
-__all__ = ["EvalData", "registry", "tidy"]
+# CAMDA Health Privacy Challenge metrics (tl.evaluate(..., metrics="camda")); reference = real holdout vs real
+_CAMDA = [
+    ("camda_scc", "Spearman correlation of real vs synthetic per-gene means (5,000 HVGs, log-normalised)", True),
+    ("camda_pcc", "Pearson correlation of real vs synthetic per-gene means (5,000 HVGs, log-normalised)", True),
+    ("camda_mmd", "Biased RBF-kernel MMD (gamma 1; also median heuristic) on 50 PCs, <= 20,000 cells per side", False),
+    ("camda_ilisi", "scib's scaled graph iLISI, batch = real/synthetic (PCA 100, UMAP kNN k=10), 1 = mixed", True),
+    ("camda_ari", "ARI of Leiden clusters: paired real vs synthetic cells, and cell type vs cluster", True),
+    ("camda_emd", "Mean per-gene 1-D Wasserstein distance of log-normalised HVG expression", False),
+    ("camda_corr_of_corr", "Pearson between upper triangles of real and synthetic gene-gene Spearman matrices", True),
+    ("camda_discriminator_auc", "RF (1,000 trees, depth 5) ROC-AUC real vs synthetic after ComBat; 0.5 ideal", None),
+]
+for _name, _summary, _hib in _CAMDA:
+    registry.register(
+        _name,
+        f"scdpsynth.metrics.camda:{_name}",
+        _summary,
+        needs_holdout=False,
+        needs_labels=False,
+        higher_is_better=_hib,
+        preset="camda",
+    )
+
+#: Named metric sets for ``tl.evaluate(metrics=...)``. ``"all"``: every registered metric outside a named preset
+#: (the general suite); ``"camda"``: the CAMDA Health Privacy Challenge set.
+PRESETS = {"camda": [name for name, _, _ in _CAMDA]}
+
+__all__ = ["PRESETS", "EvalData", "registry", "tidy"]

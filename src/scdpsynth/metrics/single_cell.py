@@ -12,7 +12,7 @@ from scipy import stats
 
 from ._base import EvalData, tidy
 
-__all__ = ["lisi", "lisi_scores", "rf_auc", "scc"]
+__all__ = ["lisi", "lisi_scores", "celltype_rf_auc", "scc"]
 
 
 def _check(data: EvalData, what: str, *, labels: bool = False) -> np.ndarray:
@@ -210,7 +210,7 @@ def _rf_proba(X, y, X_test, classes, *, n_estimators, max_features, seed) -> np.
     return proba
 
 
-def rf_auc(
+def celltype_rf_auc(
     real: EvalData,
     syn: EvalData,
     *,
@@ -221,7 +221,10 @@ def rf_auc(
     max_cells: int = 5000,
     random_state=0,
 ):
-    """Random-forest ROC-AUC: train on synthetic cells, predict cell type on the real holdout.
+    """Cell-type classifier ROC-AUC: a random forest trained on synthetic cells predicts cell type on the real holdout.
+
+    (Formerly ``rf_auc``. Not the CAMDA discriminator, which tells real from synthetic cells: see
+    :func:`scdpsynth.metrics.camda.camda_discriminator_auc`.)
 
     A random forest (``n_estimators`` trees) is trained on (a subsample of at most ``max_cells``) synthetic cells,
     using the ``n_genes`` genes of highest variance in the real training data, and scored on the real holdout by
@@ -233,7 +236,9 @@ def rf_auc(
     from .._utils import check_random_state, child_seed
 
     if holdout is None:
-        raise ValueError("rf_auc needs a real holdout (holdout=...); split with scdpsynth.pp.train_holdout_split.")
+        raise ValueError(
+            "celltype_rf_auc needs a real holdout (holdout=...); split with scdpsynth.pp.train_holdout_split."
+        )
     rng = check_random_state(random_state)
     Xr = _check(real, "real", labels=True)
     Xs = _check(syn, "syn", labels=True)
@@ -256,8 +261,9 @@ def rf_auc(
     if not auc_s:
         raise ValueError("The holdout needs at least two cell types to compute a ROC-AUC.")
     macro_s, macro_r = float(np.mean(list(auc_s.values()))), float(np.mean(list(auc_r.values())))
-    rows = [{"metric": "rf_auc", "variant": "roc_auc_ovr", "group": "all", "value": macro_s, "reference": macro_r}]
+    name = "celltype_rf_auc"
+    rows = [{"metric": name, "variant": "roc_auc_ovr", "group": "all", "value": macro_s, "reference": macro_r}]
     for k, v in auc_s.items():
-        rows.append({"metric": "rf_auc", "variant": "roc_auc_ovr", "group": _class_name(holdout, k), "value": v,
+        rows.append({"metric": name, "variant": "roc_auc_ovr", "group": _class_name(holdout, k), "value": v,
                      "reference": auc_r.get(k, np.nan)})  # fmt: skip
     return tidy(rows)

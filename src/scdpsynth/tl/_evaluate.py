@@ -83,9 +83,19 @@ def _eval_data(adata, genes, layer, name, *, counts_input: bool, groupby, classe
 
 
 def _select(metrics, *, has_holdout: bool, has_labels: bool) -> list[str]:
-    explicit = not (isinstance(metrics, str) and metrics == "all")
+    """Metric names for ``metrics``: ``"all"`` (the general suite: every metric outside a preset), a preset name
+    (``metrics.PRESETS``, e.g. ``"camda"``), one metric name or a list of names. Presets and ``"all"`` skip metrics
+    whose inputs are missing; names asked for explicitly raise instead.
+    """
+    from ..metrics import PRESETS
+
+    explicit = not (isinstance(metrics, str) and (metrics == "all" or metrics in PRESETS))
     names = [metrics] if isinstance(metrics, str) and explicit else metrics
-    names = registry.names() if not explicit else [registry.check(m) for m in names]
+    if not explicit:
+        in_preset = {m for ms in PRESETS.values() for m in ms}
+        names = [m for m in registry.names() if m not in in_preset] if metrics == "all" else PRESETS[metrics]
+    else:
+        names = [registry.check(m) for m in names]
     chosen = []
     for m in names:
         info = registry.info(m)
@@ -146,7 +156,8 @@ def evaluate(
         need it (``ml_efficacy``, ``knn_distance``) are skipped without it (or raise if asked for by name); others
         use it for their ``reference`` column.
     metrics
-        ``"all"`` or a list of metric names; see :func:`scdpsynth.tl.list_metrics`.
+        ``"all"`` (the general suite), ``"camda"`` (the CAMDA challenge set) or a list of metric names; see
+        :func:`scdpsynth.tl.list_metrics`.
     groupby
         Column of ``obs`` with class labels. Default: the ``groupby`` used by ``tl.generate``
         (``adata_syn.uns["scdpsynth"]["params"]["groupby"]``); no labels if none is found.
