@@ -47,6 +47,8 @@ def test_evaluate_copy_of_training_data_gets_perfect_scores(split):
     assert _row(df, "de_genes", "tpr")["value"] == 1.0 and _row(df, "de_genes", "fpr")["value"] == 0.0
     assert _row(df, "knn_distance", "dcr_to_train")["value"] == 0.0
     assert _row(df, "knn_distance", "share_closer_to_train")["value"] == 1.0
+    # the privacy figure beside every row gives the copy away
+    assert (df["privacy_dcr_share"] == 1.0).all()
     acc = _row(df, "ml_efficacy", "accuracy")
     assert acc["value"] == acc["reference"] > 0.6  # the same training set gives the same model; chance 0.2
     for thr in ("0", "0.7"):
@@ -233,3 +235,92 @@ def test_metrics_registry_lists_ours():
     listed = sd.tl.list_metrics()
     assert set(OURS) <= set(listed["name"])
     assert set(OURS) <= set(metrics_registry.names())
+
+
+# ---------------------------------------------------------------- references that cannot flatter
+
+
+@pytest.fixture(scope="module")
+def three_way():
+    """Embedded Kang data (300 highest-count genes) split into train (498), a large holdout (746) and a fresh real
+    sample (312) from the same population, all stratified by cell type."""
+    a = sd.datasets.kang_example()
+    genes = np.argsort(-np.asarray(a.X.sum(axis=0)).ravel())[:300]
+    a = a[:, np.sort(genes)].copy()
+    rest, fresh = sd.pp.train_holdout_split(a, holdout_size=0.2, stratify="cell_type", random_state=1)
+    train, hold = sd.pp.train_holdout_split(rest, holdout_size=0.6, stratify="cell_type", random_state=2)
+    df = sd.tl.evaluate(train, _as_synthetic(fresh), holdout=hold, metric_kwargs=FAST)
+    return train, hold, fresh, df
+
+
+# |value - reference| allowed for a fresh real sample: abs + rel * |reference| (one draw of 312 cells each; counts of
+# edges above r=0.7 vary most: the genes form modules, so edges cross the threshold together, and two samples of
+# this size gave 65 and 115 spurious edges)
+_TOL = {"coexpression": (0.15, 0.5), "knn_distance": (0.1, 0.05), "histogram_overlap": (0.03, 0)}
+
+
+def test_fresh_real_sample_scores_about_the_reference_on_every_metric(three_way):
+    _, _, fresh, df = three_way
+    assert set(df["metric"]) == set(metrics_registry.names())
+    rows = df[(df["group"] == "all") & df["reference"].notna()]
+    assert len(rows) >= 30
+    for _, r in rows.iterrows():
+        a, rel = _TOL.get(r["metric"], (0.05, 0))
+        assert abs(r["value"] - r["reference"]) <= a + rel * abs(r["reference"]), (r["metric"], r["variant"], r)
+    # every sample-based reference is as large as the synthetic set and says where it came from
+    sampled = df[df["metric"] != "knn_distance"]
+    assert (sampled["reference_n"] == fresh.n_obs).all()
+    how = df.drop_duplicates("metric").set_index("metric")["reference_how"]
+    assert how["de_genes"].startswith("holdout rows") and "312 = synthetic size" in how["de_genes"]
+    assert how["ml_efficacy"].startswith("real training rows")
+    # fresh data know nothing of the training records: privacy figure near 0.5 (312 records, hub effects: 0.15)
+    assert abs(df["privacy_dcr_share"].iloc[0] - 0.5) < 0.15
+
+
+def test_reference_on_the_whole_holdout_would_flatter(three_way):
+    # the old reference (DE rates of the whole 746-cell holdout) finds more real DE genes than any 312-cell sample:
+    # compared with it, real data of the synthetic set's size look worse than "real"
+    from scdpsynth.metrics.de_genes import de_genes
+
+    train, hold, _, df = three_way
+    classes = pd.Index(train.obs["cell_type"].cat.categories)
+    kw = {"counts_input": True, "groupby": "cell_type", "classes": classes}
+    ev = [sd.tl._evaluate._eval_data(x, train.var_names, None, "x", **kw) for x in (train, hold)]
+    whole = _row(de_genes(ev[0], ev[1]), "de_genes", "tpr")["value"]
+    matched = _row(df, "de_genes", "tpr")
+    assert whole > matched["reference"] + 0.05 and whole > matched["value"] + 0.05
+
+
+def test_reference_sample_is_stratified_and_bootstraps_only_when_needed():
+    from scdpsynth.metrics import EvalData
+    from scdpsynth.tl._evaluate import reference_sample
+
+    pool = EvalData(X=np.arange(100.0)[:, None], y=np.r_[np.zeros(80, int), np.ones(20, int)], classes=["a", "b"])
+    s, boot = reference_sample(pool, 50, seed=0)
+    assert not boot and np.bincount(s.y).tolist() == [40, 10] and np.unique(s.X).size == 50
+    s2, boot2 = reference_sample(pool, 250, seed=0)
+    assert boot2 and np.bincount(s2.y).tolist() == [200, 50] and np.unique(s2.X).size <= 100
+    np.testing.assert_array_equal(reference_sample(pool, 50, seed=0)[0].X, s.X)  # reproducible
+
+
+def test_evaluate_chance_columns(split):
+    train, hold = split
+    syn = _as_synthetic(train)
+    df = sd.tl.evaluate(train, syn, holdout=hold, metrics=["ml_efficacy", "rf_auc", "histogram_overlap"])
+    shares = hold.obs["cell_type"].value_counts(normalize=True)
+    assert _row(df, "ml_efficacy", "accuracy")["chance"] == pytest.approx(shares.max())
+    assert _row(df, "ml_efficacy", "balanced_accuracy")["chance"] == pytest.approx(1 / len(shares))
+    assert _row(df, "rf_auc", "roc_auc_ovr")["chance"] == 0.5
+    assert df.loc[df["metric"] == "histogram_overlap", "chance"].isna().all()
+
+
+def test_single_class_generator_scores_chance(split):
+    # a generator that emits only the majority class: accuracy = its holdout share = the chance column
+    train, hold = split
+    syn = _as_synthetic(train)
+    major = hold.obs["cell_type"].value_counts().idxmax()
+    syn = syn[syn.obs["cell_type"] == major].copy()
+    df = sd.tl.evaluate(train, syn, holdout=hold, metrics=["ml_efficacy"])
+    acc, bal = _row(df, "ml_efficacy", "accuracy"), _row(df, "ml_efficacy", "balanced_accuracy")
+    assert acc["value"] == pytest.approx(acc["chance"]) and bal["value"] == pytest.approx(bal["chance"])
+    assert acc["reference"] > acc["chance"] + 0.3  # a real sample of the same size does learn the classes

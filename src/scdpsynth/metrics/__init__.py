@@ -1,7 +1,7 @@
 """Utility, fidelity and biological-plausibility metrics (AnnData-free). Register new ones in :data:`registry`."""
 
 from .._registry import Registry
-from ._base import EvalData, tidy
+from ._base import EvalData, cached, tidy
 
 registry = Registry("metric")
 # reference-study suite (tl.evaluate); higher_is_better=None: see the variants in the function's docstring
@@ -12,6 +12,7 @@ registry.register(
     needs_holdout=True,
     needs_labels=True,
     higher_is_better=True,
+    reference="train_sample",
 )
 registry.register(
     "histogram_overlap",
@@ -20,6 +21,7 @@ registry.register(
     needs_holdout=False,
     needs_labels=False,
     higher_is_better=True,
+    reference="holdout_sample",
 )
 registry.register(
     "knn_distance",
@@ -28,6 +30,7 @@ registry.register(
     needs_holdout=True,
     needs_labels=False,
     higher_is_better=None,
+    reference="internal",
 )
 registry.register(
     "de_genes",
@@ -36,6 +39,7 @@ registry.register(
     needs_holdout=False,
     needs_labels=True,
     higher_is_better=None,
+    reference="holdout_sample",
 )
 registry.register(
     "coexpression",
@@ -44,6 +48,7 @@ registry.register(
     needs_holdout=False,
     needs_labels=False,
     higher_is_better=None,
+    reference="holdout_sample",
 )
 # single-cell metrics
 registry.register(
@@ -53,6 +58,7 @@ registry.register(
     needs_holdout=False,
     needs_labels=False,
     higher_is_better=True,
+    reference="holdout_sample",
 )
 registry.register(
     "lisi",
@@ -61,6 +67,7 @@ registry.register(
     needs_holdout=False,
     needs_labels=False,
     higher_is_better=True,
+    reference="holdout_sample",
 )
 registry.register(
     "rf_auc",
@@ -69,6 +76,7 @@ registry.register(
     needs_holdout=True,
     needs_labels=True,
     higher_is_better=True,
+    reference="train_sample",
 )
 
-__all__ = ["EvalData", "registry", "tidy"]
+__all__ = ["EvalData", "cached", "registry", "tidy"]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._base import EvalData, tidy
+from ._base import EvalData, cached, tidy
 
 __all__ = ["lisi", "lisi_scores", "rf_auc", "scc"]
 
@@ -225,7 +225,8 @@ def rf_auc(
 
     A random forest (``n_estimators`` trees) is trained on (a subsample of at most ``max_cells``) synthetic cells,
     using the ``n_genes`` genes of highest variance in the real training data, and scored on the real holdout by
-    one-vs-rest ROC-AUC per cell type (``group`` = cell type) and their macro average (``group="all"``).
+    one-vs-rest ROC-AUC per cell type (``group`` = cell type) and their macro average (``group="all"``);
+    ``chance`` 0.5.
     ``reference`` is the same score for a forest trained on the real training data (train-real-test-real).
     Higher is better; 0.5 is chance. Classes absent from the holdout are skipped; classes absent from the synthetic
     data get probability 0.
@@ -244,20 +245,27 @@ def rf_auc(
     yr, ys, yh = (np.asarray(d.y) for d in (real, syn, holdout))
     classes = np.unique(np.concatenate([yr, ys, yh]))
 
-    def sub(X, y):
+    def sub(X, y, seed):
         if X.shape[0] <= max_cells:
             return X[:, genes], y
-        i = np.sort(rng.choice(X.shape[0], max_cells, replace=False))
+        i = np.sort(np.random.default_rng(seed).choice(X.shape[0], max_cells, replace=False))
         return X[i][:, genes], y[i]
 
     kw = {"n_estimators": n_estimators, "max_features": max_features}
-    auc_s = _ovr_auc(yh, _rf_proba(*sub(Xs, ys), Xh[:, genes], classes, seed=child_seed(rng), **kw), classes)
-    auc_r = _ovr_auc(yh, _rf_proba(*sub(Xr, yr), Xh[:, genes], classes, seed=child_seed(rng), **kw), classes)
+    seed_s, seed_r = child_seed(rng), child_seed(rng)  # drawn first: the real side can be cached
+    auc_s = _ovr_auc(yh, _rf_proba(*sub(Xs, ys, seed_s), Xh[:, genes], classes, seed=seed_s, **kw), classes)
+    auc_r = cached(
+        real,
+        ("rf_auc:real", n_estimators, max_features, n_genes, max_cells, seed_r, tuple(classes)),
+        lambda: _ovr_auc(yh, _rf_proba(*sub(Xr, yr, seed_r), Xh[:, genes], classes, seed=seed_r, **kw), classes),
+        other=holdout,
+    )
     if not auc_s:
         raise ValueError("The holdout needs at least two cell types to compute a ROC-AUC.")
     macro_s, macro_r = float(np.mean(list(auc_s.values()))), float(np.mean(list(auc_r.values())))
-    rows = [{"metric": "rf_auc", "variant": "roc_auc_ovr", "group": "all", "value": macro_s, "reference": macro_r}]
+    rows = [{"metric": "rf_auc", "variant": "roc_auc_ovr", "group": "all", "value": macro_s, "reference": macro_r,
+             "chance": 0.5}]  # fmt: skip
     for k, v in auc_s.items():
         rows.append({"metric": "rf_auc", "variant": "roc_auc_ovr", "group": _class_name(holdout, k), "value": v,
-                     "reference": auc_r.get(k, np.nan)})  # fmt: skip
+                     "reference": auc_r.get(k, np.nan), "chance": 0.5})  # fmt: skip
     return tidy(rows)
