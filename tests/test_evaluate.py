@@ -206,7 +206,7 @@ def test_benchmark_grid_with_known_answers(kang_small, copy_generator):
         metrics=["histogram_overlap", "knn_distance"],
         method_kwargs={copy_generator: {}},
     )
-    assert list(res.columns[:3]) == ["method", "eps", "seed"]
+    assert list(res.columns[:4]) == ["method", "eps", "seed", "generation_seed"]
     combos = res[["method", "eps", "seed"]].drop_duplicates()
     assert len(combos) == 2 * 2 * 2
     copies = res[(res["method"] == copy_generator) & res["eps"].isna()]
@@ -225,6 +225,8 @@ def test_benchmark_validates_input(kang_small):
         sd.tl.benchmark(kang_small, methods=["ron_gauss"], eps_grid=[-1.0], seeds=[0], groupby="cell_type")
     with pytest.raises(ValueError, match="seeds"):
         sd.tl.benchmark(kang_small, methods=["ron_gauss"], eps_grid=[1.0], seeds=[], groupby="cell_type")
+    with pytest.raises(ValueError, match="generation_seeds"):
+        sd.tl.benchmark(kang_small, methods="ron_gauss", eps_grid=1.0, generation_seeds=[1, 1], groupby="cell_type")
     with pytest.raises(ValueError, match="method_kwargs"):
         sd.tl.benchmark(
             kang_small, methods="ron_gauss", eps_grid=1.0, seeds=0, groupby="cell_type", method_kwargs={"dp_vae": {}}
@@ -324,3 +326,45 @@ def test_single_class_generator_scores_chance(split):
     acc, bal = _row(df, "ml_efficacy", "accuracy"), _row(df, "ml_efficacy", "balanced_accuracy")
     assert acc["value"] == pytest.approx(acc["chance"]) and bal["value"] == pytest.approx(bal["chance"])
     assert acc["reference"] > acc["chance"] + 0.3  # a real sample of the same size does learn the classes
+
+
+# ---------------------------------------------------------------- tl.benchmark: seeds, holdout, summary
+
+
+def test_benchmark_equals_split_generate_evaluate_per_seed(kang_small, copy_generator):
+    # each split seed's rows are exactly what the documented pipeline gives: split with that seed, fit, evaluate
+    # against that split's holdout (catches a benchmark that ignores the seed or evaluates against the training data)
+    metrics = ["histogram_overlap", "knn_distance", "ml_efficacy"]
+    res = sd.tl.benchmark(
+        kang_small, methods=copy_generator, eps_grid=None, seeds=[3, 4], groupby="cell_type", metrics=metrics
+    )
+    for seed in (3, 4):
+        train, hold = sd.pp.train_holdout_split(kang_small, holdout_size=0.2, stratify="cell_type", random_state=seed)
+        syn = sd.tl.generate(train, copy_generator, eps=None, groupby="cell_type", random_state=0)
+        want = sd.tl.evaluate(train, syn, holdout=hold, metrics=metrics, groupby="cell_type", random_state=seed)
+        got = res[res["seed"] == seed].reset_index(drop=True)
+        assert len(got) == len(want)
+        for col in ("value", "reference", "chance", "reference_n", "privacy_dcr_share"):
+            np.testing.assert_allclose(got[col], want[col], err_msg=col)
+        # a copy of the training rows is at distance 0 from train and not from the holdout
+        assert _row(got, "knn_distance", "dcr_to_train")["value"] == 0
+        assert _row(got, "knn_distance", "dcr_to_holdout")["value"] > 1
+    # different split seeds hold out different cells: the holdout-based references differ
+    ref = res[res["variant"] == "knn_to_holdout"].set_index("seed")["reference"]
+    assert ref[3] != ref[4]
+
+
+def test_benchmark_two_by_two_seeds_mean_and_sd(kang_small):
+    kw = {"methods": "ron_gauss", "eps_grid": [1.0], "groupby": "cell_type", "metrics": ["histogram_overlap"]}
+    runs = sd.tl.benchmark(kang_small, seeds=[0, 1], generation_seeds=[0, 1], **kw)
+    assert len(runs[["seed", "generation_seed"]].drop_duplicates()) == 4
+    # generation seeds change the synthetic data under one split, split seeds change the reference
+    v = runs[runs["variant"] == "bins=25"].set_index(["seed", "generation_seed"])
+    assert v.loc[(0, 0), "value"] != v.loc[(0, 1), "value"]
+    assert v.loc[(0, 0), "reference"] == v.loc[(0, 1), "reference"] != v.loc[(1, 0), "reference"]
+    summary = sd.tl.benchmark(kang_small, seeds=[0, 1], generation_seeds=[0, 1], summarize=True, **kw)
+    row = summary[summary["variant"] == "bins=25"].iloc[0]
+    assert row["n_runs"] == 4
+    assert row["value_mean"] == pytest.approx(v["value"].mean())
+    assert row["value_sd"] == pytest.approx(v["value"].std(ddof=1)) and row["value_sd"] > 0
+    assert row["reference_sd"] == pytest.approx(v["reference"].std(ddof=1))
