@@ -92,7 +92,7 @@ def main() -> None:
         (summary["group"] == "all") & summary["metric"].isin(["ml_efficacy", "histogram_overlap", "de_genes"])
     ]
     cols = ["method", "eps", "metric", "variant", "value_mean", "value_sd", "reference_mean", "reference_sd", "chance",
-            "privacy_dcr_share_mean", "n_runs"]  # fmt: skip
+            "privacy_dcr_auroc_mean", "n_runs"]  # fmt: skip
     print(show[cols].round(3).to_string(index=False))
 
 

@@ -23,8 +23,8 @@ SUMMARY_COLUMNS = [
     "reference_mean",
     "reference_sd",
     "chance",
-    "privacy_dcr_share_mean",
-    "privacy_dcr_share_sd",
+    "privacy_dcr_auroc_mean",
+    "privacy_dcr_auroc_sd",
     "eps_spent",
     "n_runs",
 ]
@@ -99,7 +99,7 @@ def benchmark(
     With ``summarize=False``: one tidy DataFrame, the columns of :func:`scdpsynth.tl.evaluate` plus ``method``,
     ``eps`` (NaN for non-private), ``seed`` (the split seed), ``generation_seed``, ``eps_spent`` and ``delta``.
     With ``summarize=True``: one row per ``method, eps, metric, variant, group`` with ``value_mean``, ``value_sd``,
-    ``reference_mean``, ``reference_sd``, ``chance``, ``privacy_dcr_share_mean``/``_sd``, ``eps_spent`` (the
+    ``reference_mean``, ``reference_sd``, ``chance``, ``privacy_dcr_auroc_mean``/``_sd``, ``eps_spent`` (the
     largest) and ``n_runs`` (standard deviations with ``ddof=1``; NaN for one run).
     """
     methods = [methods] if isinstance(methods, str) else list(methods)
@@ -178,8 +178,8 @@ def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
             "reference_mean": g["reference"].mean(),
             "reference_sd": g["reference"].std(ddof=1),
             "chance": g["chance"].mean(),
-            "privacy_dcr_share_mean": g["privacy_dcr_share"].mean(),
-            "privacy_dcr_share_sd": g["privacy_dcr_share"].std(ddof=1),
+            "privacy_dcr_auroc_mean": g["privacy_dcr_auroc"].mean(),
+            "privacy_dcr_auroc_sd": g["privacy_dcr_auroc"].std(ddof=1),
             "eps_spent": g["eps_spent"].max(),
             "n_runs": g["value"].size(),
         }

@@ -13,7 +13,7 @@ from .._transforms import log_normalise as _log_normalise
 from .._utils import check_random_state, child_seed
 from ..metrics import registry
 from ..metrics._base import TIDY_COLUMNS, EvalData, cached
-from ..metrics.distance import adjusted_share, knn_distances
+from ..metrics.distance import dcr_auroc
 
 logger = logging.getLogger("scdpsynth")
 
@@ -105,7 +105,7 @@ def _select(metrics, *, has_holdout: bool, has_labels: bool) -> list[str]:
 
 
 #: columns tl.evaluate writes, in this order, after any the metrics add
-EVAL_COLUMNS = [*TIDY_COLUMNS, "chance", "reference_n", "reference_how", "privacy_dcr_share"]
+EVAL_COLUMNS = [*TIDY_COLUMNS, "chance", "reference_n", "reference_how", "privacy_dcr_auroc"]
 
 
 def _allocate(sizes: np.ndarray, n: int) -> np.ndarray:
@@ -203,15 +203,13 @@ def _evaluate_data(real: EvalData, syn: EvalData, hold, chosen, *, metric_kwargs
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EVAL_COLUMNS)
     privacy = np.nan
     if hold is not None:
-        d_t = cached(syn, ("dcr", "train"), lambda: knn_distances(syn.X, real.X, 1)[:, 0], other=real)
-        d_h = cached(syn, ("dcr", "holdout"), lambda: knn_distances(syn.X, hold.X, 1)[:, 0], other=hold)
-        privacy = adjusted_share(d_t, d_h, real.X.shape[0], hold.X.shape[0])
-    result["privacy_dcr_share"] = privacy
+        privacy = dcr_auroc(real.X, hold.X, syn.X)
+    result["privacy_dcr_auroc"] = privacy
     rest = [c for c in result.columns if c not in EVAL_COLUMNS]
     return result[EVAL_COLUMNS[:5] + rest + EVAL_COLUMNS[5:]]
 
 
-_NUMERIC = ("value", "reference", "chance", "reference_n", "privacy_dcr_share")
+_NUMERIC = ("value", "reference", "chance", "reference_n", "privacy_dcr_auroc")
 
 
 def _serialisable_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -295,10 +293,11 @@ def evaluate(
         rows of the real reference sample;
     ``reference_how``
         how the reference was obtained;
-    ``privacy_dcr_share``
-        a privacy figure beside every utility figure: the share of synthetic records closer to the training data
-        than to the holdout, adjusted to equal set sizes (0.5: the synthetic data know nothing of the training
-        records; 1: copies; see :func:`scdpsynth.metrics.distance.adjusted_share`). NaN without a holdout.
+    ``privacy_dcr_auroc``
+        a privacy figure beside every utility figure: the probability that a real training record lies closer to
+        the synthetic data than a real holdout record (the DCR attack's AUROC; 0.5: the synthetic data know nothing
+        of the training records, whatever the sizes of train and holdout; 1: copies; see
+        :func:`scdpsynth.metrics.distance.dcr_auroc`). NaN without a holdout.
 
     With ``copy=True`` the copy of ``adata_syn`` instead.
 
