@@ -47,9 +47,13 @@ def _pool_shadow(pool):
 def _parts(name):
     if name == "kang":
         a = sd.datasets.kang_example()
-    else:  # bulk ALL microarray, log2 values used as they are; the 2,000 most variable probes keep the test fast
-        a = sd.datasets.bioc_all()  # (all 12,625 probes and the other bulk sets: benchmarks/bench_attack_calibration)
+    elif name == "bulk_all":  # ALL microarray, log2 values used as they are; the 2,000 most variable probes keep
+        a = sd.datasets.bioc_all()  # the test fast (all probes and the other bulk sets: the slow test below)
         a = a[:, np.sort(np.argsort(-np.asarray(a.X).var(axis=0))[:2000])]
+    else:
+        a = {"all_full": sd.datasets.bioc_all, "flu": sd.datasets.flu_challenge, "geuvadis": sd.datasets.geuvadis_sex}[
+            name
+        ]()
     a = ad.AnnData(a.X, obs=a.obs[[]].copy(), var=a.var[[]].copy())
     n = a.n_obs
     idx = np.random.default_rng(0).permutation(n)
@@ -61,7 +65,7 @@ def _run(name, attack, syn_kind):
     train, hold, ref, fresh = _parts(name)
     syn = (train if syn_kind == "copy" else fresh).copy()
     Xsyn = np.asarray(syn.X.toarray() if hasattr(syn.X, "toarray") else syn.X, dtype=float)
-    counts = name == "kang"
+    counts = name in ("kang", "geuvadis")
     scale = np.log1p(Xsyn) if counts else Xsyn  # the white-box model sees what tl.generate fits: log1p counts
     kw = {}
     if attack == "whitebox_vae":
@@ -79,8 +83,9 @@ def _run(name, attack, syn_kind):
 
 
 # tolerance of |AUROC - 0.5| on fresh data: ~3.5 standard errors (sd of the AUROC of an uninformative score with
-# n1 members and n0 non-members is sqrt((n1 + n0 + 1) / (12 n1 n0)): kang 778/389 -> 0.018, ALL 64/32 -> 0.063)
-TOLERANCE = {"kang": 0.07, "bulk_all": 0.2}
+# n1 members and n0 non-members is sqrt((n1 + n0 + 1) / (12 n1 n0)): kang 778/389 -> 0.018, ALL 64/32 -> 0.063,
+# flu 126/63 -> 0.044, GEUVADIS 42/21 -> 0.077)
+TOLERANCE = {"kang": 0.07, "bulk_all": 0.2, "all_full": 0.2, "flu": 0.15, "geuvadis": 0.25}
 
 
 @pytest.mark.parametrize("data", ["kang", "bulk_all"])
@@ -92,6 +97,14 @@ def test_attack_detects_exact_copy_and_not_fresh_data(data, attack):
     fresh = _run(data, attack, "fresh")
     assert abs(fresh["auroc"] - 0.5) < TOLERANCE[data], f"{attack} on fresh real data: {fresh['auroc']}"
     assert fresh["auroc_ci_low"] < 0.5 + TOLERANCE[data] and fresh["auroc_ci_high"] > 0.5 - TOLERANCE[data]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", ["all_full", "flu", "geuvadis"])
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_attack_detects_exact_copy_on_every_bulk_set(data, attack):
+    """The same on all probes of ALL, the flu challenge (252 x 4,147) and GEUVADIS counts (85 x 10,101)."""
+    test_attack_detects_exact_copy_and_not_fresh_data(data, attack)
 
 
 def test_all_registered_attacks_are_covered():

@@ -3,8 +3,8 @@
 van Breugel et al. (2023), "Membership inference attacks against synthetic data through overfitting detection",
 AISTATS. A generator that overfits puts more synthetic density at its training records than the population has
 there, so ``score(x) = log p_syn(x) - log p_ref(x)``. Both densities are Gaussian kernel density estimates (the
-original uses a normalising flow) in the top ``n_components`` principal components of the synthetic data, each
-component scaled to unit variance in the synthetic data, with one isotropic bandwidth for both estimates.
+original uses a normalising flow) in the top ``n_components`` (default 100) principal components of the synthetic
+data, each component scaled to unit variance in the synthetic data, with one isotropic bandwidth for both.
 
 The bandwidth decides whether the attack sees overfitting at all: a rule of thumb such as Scott's
 (``n^(-1/(k+4))`` standard deviations, about half a standard deviation here) smooths a memorised record into
@@ -67,7 +67,7 @@ def loo_bandwidth(data: np.ndarray, grid=BANDWIDTH_GRID, *, max_rows: int = 2000
 
 
 def domias(
-    syn, targets, *, reference, n_components: int = 20, bandwidth: float | str = "loo", random_state=0
+    syn, targets, *, reference, n_components: int = 100, bandwidth: float | str = "loo", random_state=0
 ) -> np.ndarray:
     """DOMIAS score ``log p_syn(x) - log p_ref(x)`` (higher = member).
 
@@ -81,7 +81,9 @@ def domias(
         Real records disjoint from the training data (m_ref x d); estimates the population density.
     n_components
         Principal components of the synthetic data the densities live in (capped at ``m - 1``), each scaled to
-        unit synthetic variance.
+        unit synthetic variance. Few components let near neighbours hide a copied record: on the flu challenge
+        data (17 subjects x ~15 time points, close samples per subject) an exact copy scored AUROC 0.73 with 20
+        components, 0.95 with 50 and 1.0 with 100; fresh data stayed at 0.49-0.51.
     bandwidth
         ``"loo"`` (default): the leave-one-out maximum-likelihood bandwidth of the reference data
         (:func:`loo_bandwidth`); or a positive number, in units of the scaled components.
