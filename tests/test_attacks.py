@@ -128,8 +128,7 @@ def test_attack_detects_memorising_generator(kang_parts, name):
     kw = {"reference": other} if registry.info(name)["needs_reference"] else {}
     s = fn(syn, targets, random_state=0, **kw)
     assert s.shape == (200,)
-    floor = {"domias": 0.6}.get(name, 0.85)
-    assert auroc(s, member) > floor
+    assert auroc(s, member) > 0.85
 
 
 @pytest.mark.parametrize("name", RECORD_ATTACKS)
@@ -267,6 +266,10 @@ def test_tl_attack_results_and_roundtrip(split_small, tmp_path):
         "tpr_at_0.1pct_fpr",
         "n_members",
         "n_nonmembers",
+        "auroc_ci_low",
+        "auroc_ci_high",
+        "tpr_at_1pct_fpr_ci_low",
+        "tpr_at_1pct_fpr_ci_high",
     ]
     assert list(df["attack"]) == ["dcr", "domias", "mahalanobis"]
     assert (df["n_members"] == train.n_obs).all()
@@ -432,3 +435,45 @@ def test_tl_attack_sample_level_allows_shared_donors(kang_small):
     assert n_ref == int(hold.obs["donor_id"].astype(str).isin(ref_donor).sum())
     with pytest.raises(ValueError, match="appear in both"):
         sd.tl.attack(train, hold, leak, unit="donor", donor_key="donor_id")
+
+
+# ---------------------------------------------------------------- the number tl.attack reports
+
+
+def test_tl_attack_reports_ties_as_half():
+    # every target is the same record, so every attack score ties: AUROC 0.5 whatever the attack (not 1.0)
+    X = np.tile(np.arange(1.0, 7.0), (6, 1))
+    var = pd.DataFrame(index=[f"g{j}" for j in range(6)])
+    train = ad.AnnData(X[:3].copy(), var=var)
+    train.obs_names = ["t0", "t1", "t2"]
+    hold = ad.AnnData(X[3:].copy(), var=var)
+    hold.obs_names = ["h0", "h1", "h2"]
+    syn = ad.AnnData(np.array([[9.0, 1, 1, 1, 1, 1], [1, 9.0, 1, 1, 1, 1]]), var=var)
+    with pytest.warns(UserWarning, match="non-member"):
+        res = sd.tl.attack(train, hold, syn, method=["dcr", "dcr_calibrated"], reference=syn.copy())
+    df = res["results"].set_index("attack")
+    np.testing.assert_allclose(df["auroc"], 0.5)
+    assert score_attack("x", "sample", np.arange(4), [1.0, 1.0, 1.0, 1.0], [True, True, False, False]).auroc == 0.5
+
+
+def test_score_attack_auroc_is_auroc_and_ci_covers_it():
+    rng = np.random.default_rng(0)
+    member = np.r_[np.ones(200, bool), np.zeros(300, bool)]
+    scores = rng.normal(size=500) + 0.8 * member
+    res = score_attack("x", "sample", np.arange(500), np.round(scores, 1), member)  # rounding makes ties
+    assert res.auroc == auroc(np.round(scores, 1), member)
+    row = res.row()
+    assert row["auroc_ci_low"] < res.auroc < row["auroc_ci_high"]
+    # the bootstrap interval has about the width of the normal approximation (Hanley-McNeil, binormal: sd ~0.021)
+    assert 0.06 < row["auroc_ci_high"] - row["auroc_ci_low"] < 0.11
+    assert row["tpr_at_1pct_fpr_ci_low"] <= res.tpr_at_1pct_fpr <= row["tpr_at_1pct_fpr_ci_high"]
+
+
+def test_default_reference_leaves_enough_nonmembers():
+    from scdpsynth.tl._attack import _reference_size
+
+    assert _reference_size(400, None, 10) == 200  # half of a large holdout
+    assert _reference_size(150, None, 10) == 50  # keep 100 non-members
+    assert _reference_size(38, None, 10) == 10  # small holdout: at least 10 reference records, 28 targets
+    assert _reference_size(12, None, 10) == 6  # tiny: half
+    assert _reference_size(400, 0.5, 10) == 200 and _reference_size(10, 0.3, 10) == 3

@@ -29,6 +29,7 @@ __all__ = [
     "aggregate_scores",
     "as_matrix",
     "auroc",
+    "bootstrap_ci",
     "roc_curve",
     "score_attack",
     "synthetic_pca",
@@ -84,6 +85,11 @@ def roc_curve(scores, member) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def auroc(scores, member) -> float:
     """Area under the ROC curve (trapezoidal; equals P(score_member > score_nonmember) + 0.5 P(tie))."""
     fpr, tpr, _ = roc_curve(scores, member)
+    return _area(fpr, tpr)
+
+
+def _area(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """Trapezoidal area under a ROC curve from :func:`roc_curve` (ties are one diagonal step: they count half)."""
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
 
 
@@ -108,6 +114,33 @@ def aggregate_scores(scores, groups) -> tuple[np.ndarray, np.ndarray]:
     return values, sums / counts
 
 
+def bootstrap_ci(scores, member, *, n_boot: int = 200, level: float = 0.95, random_state=0) -> dict[str, tuple]:
+    """Percentile bootstrap confidence intervals of the AUROC and of the TPR at 1% and 0.1% FPR.
+
+    Members and non-members are resampled separately (stratified bootstrap, their numbers kept), ``n_boot`` times
+    with a fixed seed; the interval is the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the resampled
+    statistics. The threshold of the low-FPR figures is re-estimated in each resample, so the interval also holds
+    the uncertainty of the threshold (with fewer than ``1 / fpr`` non-members the TPR at that FPR rests on zero
+    false positives and its interval is wide).
+
+    Returns
+    -------
+    ``{"auroc": (low, high), "tpr_at_1pct_fpr": (low, high), "tpr_at_0.1pct_fpr": (low, high)}``.
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    member = np.asarray(member, dtype=bool).ravel()
+    pos, neg = np.flatnonzero(member), np.flatnonzero(~member)
+    rng = np.random.default_rng(random_state)
+    stats = np.empty((n_boot, 3))
+    for b in range(n_boot):
+        idx = np.r_[rng.choice(pos, pos.size), rng.choice(neg, neg.size)]
+        fpr, tpr, _ = roc_curve(scores[idx], member[idx])
+        stats[b] = _area(fpr, tpr), tpr_at_fpr(fpr, tpr, 0.01), tpr_at_fpr(fpr, tpr, 0.001)
+    q = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    keys = ("auroc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
+    return {k: (float(q[0, j]), float(q[1, j])) for j, k in enumerate(keys)}
+
+
 @dataclass
 class AttackScores:
     """Scores of one attack at one unit (record or donor) with its ROC summary."""
@@ -122,6 +155,7 @@ class AttackScores:
     auroc: float
     tpr_at_1pct_fpr: float
     tpr_at_01pct_fpr: float
+    ci: dict | None = None
 
     def row(self) -> dict:
         """One row of the tidy results frame."""
@@ -133,15 +167,24 @@ class AttackScores:
             "tpr_at_0.1pct_fpr": self.tpr_at_01pct_fpr,
             "n_members": int(self.member.sum()),
             "n_nonmembers": int((~self.member).sum()),
+            **{
+                f"{k}_ci_{side}": (np.nan if self.ci is None else self.ci[k][j])
+                for k in ("auroc", "tpr_at_1pct_fpr")
+                for j, side in enumerate(("low", "high"))
+            },
         }
 
 
-def score_attack(attack: str, unit: str, ids, scores, member) -> AttackScores:
-    """ROC curve, AUROC and TPR at 1% and 0.1% FPR of one attack's scores."""
+def score_attack(attack: str, unit: str, ids, scores, member, *, n_boot: int = 200) -> AttackScores:
+    """ROC curve, AUROC (:func:`auroc`: ties count half) and TPR at 1% and 0.1% FPR of one attack's scores.
+
+    With ``n_boot > 0`` the 95% bootstrap confidence intervals of the AUROC and of the TPR at 1% FPR are attached
+    (:func:`bootstrap_ci`).
+    """
     scores = np.asarray(scores, dtype=np.float64).ravel()
     member = np.asarray(member, dtype=bool).ravel()
     fpr, tpr, _ = roc_curve(scores, member)
-    area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+    area = auroc(scores, member)
     return AttackScores(
         attack=attack,
         unit=unit,
@@ -153,6 +196,7 @@ def score_attack(attack: str, unit: str, ids, scores, member) -> AttackScores:
         auroc=area,
         tpr_at_1pct_fpr=tpr_at_fpr(fpr, tpr, 0.01),
         tpr_at_01pct_fpr=tpr_at_fpr(fpr, tpr, 0.001),
+        ci=bootstrap_ci(scores, member, n_boot=n_boot) if n_boot > 0 else None,
     )
 
 

@@ -4,7 +4,7 @@ Hayes et al. (2019), "LOGAN: Membership inference attacks against generative mod
 with auxiliary data). The attacker trains a discriminator on synthetic records (label 1) against real reference
 records (label 0). Regions where the generator puts more mass than the population -- around memorised training
 records -- get a high synthetic probability, which is the membership score. The discriminator is a random forest
-on the top principal components of the synthetic data, with balanced class weights.
+on the top principal components of the synthetic data, with balanced class weights and without bootstrap samples.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def logan(
     n_components: int | None = 20,
     n_estimators: int = 200,
     min_samples_leaf: int = 1,
+    bootstrap: bool = False,
     random_state=0,
 ) -> np.ndarray:
     """Probability that each target looks synthetic rather than real under a trained discriminator.
@@ -42,6 +43,11 @@ def logan(
         Principal components of the synthetic data used as features; ``None`` uses all genes.
     n_estimators, min_samples_leaf
         Random-forest settings.
+    bootstrap
+        Fit each tree on a bootstrap sample. Off by default: every tree then sees every synthetic record, so a
+        target that *is* a synthetic record (a copied training record) falls into a pure synthetic leaf of every
+        tree and scores 1. With bootstrap samples a copied record is out of bag for a third of the trees and an
+        exact copy of 64 ALL training samples was detected with AUROC 0.91 only.
     random_state
         Seed or :class:`numpy.random.Generator` for the forest.
     """
@@ -58,6 +64,7 @@ def logan(
         n_estimators=n_estimators,
         min_samples_leaf=min_samples_leaf,
         class_weight="balanced",
+        bootstrap=bootstrap,
         random_state=child_seed(rng),
         n_jobs=1,
     ).fit(features, labels)

@@ -102,13 +102,18 @@ def mahalanobis(syn, targets, *, reference=None, n_genes: int | None = 500, rand
     return -GaussianCopula.fit(syn[:, genes]).sq_mahalanobis(targets[:, genes])
 
 
-def mahalanobis_ref(syn, targets, *, reference, n_genes: int | None = 500, random_state=0) -> np.ndarray:
+def mahalanobis_ref(syn, targets, *, reference, n_genes: int | None = 1000, random_state=0) -> np.ndarray:
     """Log-density ratio of Gaussian copulas fitted to ``syn`` and to real ``reference`` data.
 
     Parameters
     ----------
-    syn, targets, n_genes, random_state
+    syn, targets, random_state
         As in :func:`mahalanobis`.
+    n_genes
+        Genes most variable in the synthetic data (``None``: all). More than for :func:`mahalanobis`: the
+        reference copula's own noise hides the synthetic copula's overfit to copied records unless the copula has
+        about as many genes as records (an exact copy of 778 Kang training cells: AUROC 0.66 with 200 genes, 0.86
+        with 500, 1.0 with 1,000).
     reference
         Real records disjoint from the training data (m_ref x d).
     """

@@ -1,7 +1,7 @@
 """Utility, fidelity and biological-plausibility metrics (AnnData-free). Register new ones in :data:`registry`."""
 
 from .._registry import Registry
-from ._base import EvalData, tidy
+from ._base import EvalData, cached, tidy
 
 registry = Registry("metric")
 # reference-study suite (tl.evaluate); higher_is_better=None: see the variants in the function's docstring
@@ -12,6 +12,7 @@ registry.register(
     needs_holdout=True,
     needs_labels=True,
     higher_is_better=True,
+    reference="train_sample",
 )
 registry.register(
     "histogram_overlap",
@@ -20,6 +21,7 @@ registry.register(
     needs_holdout=False,
     needs_labels=False,
     higher_is_better=True,
+    reference="holdout_sample",
 )
 registry.register(
     "knn_distance",
@@ -28,6 +30,7 @@ registry.register(
     needs_holdout=True,
     needs_labels=False,
     higher_is_better=None,
+    reference="internal",
 )
 registry.register(
     "de_genes",
@@ -36,6 +39,7 @@ registry.register(
     needs_holdout=False,
     needs_labels=True,
     higher_is_better=None,
+    reference="holdout_sample",
 )
 registry.register(
     "coexpression",
@@ -44,6 +48,7 @@ registry.register(
     needs_holdout=False,
     needs_labels=False,
     higher_is_better=None,
+    reference="holdout_sample",
 )
 # single-cell metrics
 registry.register(
@@ -54,6 +59,7 @@ registry.register(
     needs_holdout=False,
     needs_labels=False,
     higher_is_better=True,
+    reference="holdout_sample",
 )
 registry.register(
     "lisi",
@@ -62,6 +68,7 @@ registry.register(
     needs_holdout=False,
     needs_labels=False,
     higher_is_better=True,
+    reference="holdout_sample",
 )
 registry.register(
     "celltype_rf_auc",
@@ -71,6 +78,7 @@ registry.register(
     needs_holdout=True,
     needs_labels=True,
     higher_is_better=True,
+    reference="train_sample",
 )
 
 # CAMDA Health Privacy Challenge metrics (tl.evaluate(..., metrics="camda")); reference = real holdout vs real
@@ -93,10 +101,11 @@ for _name, _summary, _hib in _CAMDA:
         needs_labels=False,
         higher_is_better=_hib,
         preset="camda",
+        reference="internal",  # size-matched real train vs holdout, computed by the metric itself
     )
 
 #: Named metric sets for ``tl.evaluate(metrics=...)``. ``"all"``: every registered metric outside a named preset
 #: (the general suite); ``"camda"``: the CAMDA Health Privacy Challenge set.
 PRESETS = {"camda": [name for name, _, _ in _CAMDA]}
 
-__all__ = ["PRESETS", "EvalData", "registry", "tidy"]
+__all__ = ["PRESETS", "EvalData", "cached", "registry", "tidy"]

@@ -9,7 +9,17 @@ A metric is a function ``metric(real, syn, *, holdout=None, **kwargs) -> pandas.
 ``value``      the score of the synthetic data (float)
 ``reference``  the same score for real data where the metric defines one (e.g. train-on-real), else NaN (float)
 
-Extra columns are allowed. Higher-is-better or not is stated in each metric's docstring.
+Optional columns: ``chance`` (the score of a predictor that ignores the data, e.g. the majority class, where one
+exists; NaN otherwise) and ``reference_how`` (how the metric computed its own ``reference``). Other extra columns
+are allowed. Higher-is-better or not is stated in each metric's docstring.
+
+Each metric is registered with ``reference=``, saying how :func:`scdpsynth.tl.evaluate` obtains its reference:
+``"holdout_sample"`` (the metric applied to a real sample, as large as the synthetic set, of the holdout, which
+the generator never saw), ``"train_sample"`` (the same with real training rows, for metrics that test on the
+holdout) or ``"internal"`` (the metric's own ``reference`` column, documented in its docstring).
+
+Real-side statistics that do not depend on the synthetic data may be memoised in ``EvalData.cache`` with
+:func:`cached`; ``tl.benchmark`` keeps the real :class:`EvalData` across methods, budgets and seeds of one split.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["EvalData", "TIDY_COLUMNS", "tidy"]
+__all__ = ["EvalData", "TIDY_COLUMNS", "cached", "tidy"]
 
 TIDY_COLUMNS = ["metric", "variant", "group", "value", "reference"]
 
@@ -39,12 +49,27 @@ class EvalData:
     genes: list[str] = field(default_factory=list)
     donors: np.ndarray | None = None
     counts: object | None = None
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+def cached(data: EvalData, key: tuple, compute, *, other: EvalData | None = None):
+    """``compute()``, memoised in ``data.cache`` under ``key`` (and the identity of ``other``, e.g. the holdout).
+
+    Only for values that depend on nothing but ``data``, ``other`` and what ``key`` holds (metric parameters).
+    """
+    full = (key, id(other))
+    hit = data.cache.get(full)
+    if hit is not None and hit[0] is other:
+        return hit[1]
+    value = compute()
+    data.cache[full] = (other, value)
+    return value
 
 
 def tidy(rows: list[dict]) -> pd.DataFrame:
     """Build a tidy frame with the standard columns first (missing ones filled: variant/group '' / 'all')."""
     df = pd.DataFrame(rows)
-    for col, default in (("variant", ""), ("group", "all"), ("reference", np.nan)):
+    for col, default in (("variant", ""), ("group", "all"), ("reference", np.nan), ("chance", np.nan)):
         if col not in df:
             df[col] = default
     rest = [c for c in df.columns if c not in TIDY_COLUMNS]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from ._base import EvalData, tidy
+from ._base import EvalData, cached, tidy
 
 __all__ = ["pearson_pvalues", "coexpression_edges", "leiden_modules", "group_fold_changes", "coexpression"]
 
@@ -184,28 +184,39 @@ def coexpression(
     Summary rows: ``gfc_pearson`` and ``gfc_mae`` compare synthetic with real GFC over all (module, class) pairs
     (``reference``: holdout vs real); ``module_coherence`` is the mean within-module correlation in synthetic
     data (``reference``: real training data); ``n_modules`` the number of modules. GFC rows need class labels.
+
+    :func:`scdpsynth.tl.evaluate` replaces every ``reference`` by the value of a real holdout sample as large as the
+    synthetic set (edge counts and their significance grow with the sample size).
     """
-    genes = _top_variance(real.X, n_top_genes)
-    r_real, p_real = pearson_pvalues(real.X[:, genes])
+    genes = cached(real, ("coexpression:genes", n_top_genes), lambda: _top_variance(real.X, n_top_genes))
+    r_real, p_real = cached(real, ("coexpression:pearson", n_top_genes), lambda: pearson_pvalues(real.X[:, genes]))
     r_syn, p_syn = pearson_pvalues(syn.X[:, genes])
     r_hold = p_hold = None
     if holdout is not None:
         r_hold, p_hold = pearson_pvalues(holdout.X[:, genes])
     rows = []
     for thr in thresholds:
-        e_real = coexpression_edges(r_real, p_real, threshold=thr, alpha=alpha)
+        e_real = cached(
+            real,
+            ("coexpression:edges", n_top_genes, thr, alpha),
+            lambda thr=thr: coexpression_edges(r_real, p_real, threshold=thr, alpha=alpha),
+        )
         e_syn = coexpression_edges(r_syn, p_syn, threshold=thr, alpha=alpha)
         e_hold = coexpression_edges(r_hold, p_hold, threshold=thr, alpha=alpha) if holdout is not None else None
         v, ref = _edge_counts(e_real, e_syn), _edge_counts(e_real, e_hold) if e_hold is not None else {}
         for key, val in v.items():
             rows.append({"variant": f"r>{thr:g}:{key}", "value": val, "reference": ref.get(key, np.nan)})
 
-    modules = leiden_modules(
-        r_real,
-        coexpression_edges(r_real, p_real, threshold=module_threshold, alpha=alpha),
-        min_size=min_module_size,
-        resolution=resolution,
-        seed=random_state,
+    modules = cached(
+        real,
+        ("coexpression:modules", n_top_genes, module_threshold, alpha, min_module_size, resolution, random_state),
+        lambda: leiden_modules(
+            r_real,
+            coexpression_edges(r_real, p_real, threshold=module_threshold, alpha=alpha),
+            min_size=min_module_size,
+            resolution=resolution,
+            seed=random_state,
+        ),
     )
     rows.append({"variant": "n_modules", "value": float(len(modules))})
     if modules:
@@ -220,8 +231,13 @@ def coexpression(
     if modules and real.y is not None and syn.y is not None:
         C = len(real.classes) if real.classes else int(real.y.max()) + 1
         names = real.classes or [str(c) for c in range(C)]
-        Xg = [d.X[:, genes] for d in (real, syn)]
-        gfc_real = group_fold_changes(Xg[0], real.y, C, modules, method=gfc_method)
+        Xg = [real.X[:, genes], syn.X[:, genes]]
+        gfc_real = cached(
+            real,
+            ("coexpression:gfc", n_top_genes, module_threshold, alpha, min_module_size, resolution, random_state,
+             gfc_method),
+            lambda: group_fold_changes(Xg[0], real.y, C, modules, method=gfc_method),
+        )  # fmt: skip
         gfc_syn = group_fold_changes(Xg[1], syn.y, C, modules, method=gfc_method)
         ref_pair = (np.nan, np.nan)
         if holdout is not None and holdout.y is not None:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from ._base import EvalData, tidy
+from ._base import EvalData, cached, tidy
 
 __all__ = ["pairwise_ranksum", "de_masks", "de_genes"]
 
@@ -143,7 +143,9 @@ def de_genes(
     ``tpr``/``fpr`` (``group="all"``) are the means over pairs and directions (undefined rates, e.g. no real DE
     gene, are left out of the mean); per-pair rows have ``group="<a> vs <b>"`` and variants ``tpr_up``,
     ``tpr_down``, ``fpr_up``, ``fpr_down``. The ``reference`` is the same rate for the real holdout (NaN without
-    one). A class missing in the synthetic data gives no synthetic DE genes for its pairs.
+    one); :func:`scdpsynth.tl.evaluate` replaces it by the rate of a real holdout sample as large as the synthetic
+    set (test power grows with the sample size, so a smaller reference would flatter the synthetic data). A class
+    missing in the synthetic data gives no synthetic DE genes for its pairs.
     """
     if real.y is None or syn.y is None:
         raise ValueError("de_genes needs class labels for real and synthetic data. Pass groupby= to tl.evaluate.")
@@ -151,7 +153,11 @@ def de_genes(
     if C < 2:
         raise ValueError("de_genes needs at least two classes.")
     names = real.classes or [str(c) for c in range(C)]
-    r_up, r_down = de_masks(real.X, real.y, C, alpha=alpha, correction=correction)
+    r_up, r_down = cached(
+        real,
+        ("de_genes:masks", C, alpha, correction),
+        lambda: de_masks(real.X, real.y, C, alpha=alpha, correction=correction),
+    )
     s_up, s_down = de_masks(syn.X, syn.y, C, alpha=alpha, correction=correction)
     h_up = h_down = None
     if holdout is not None and holdout.y is not None:

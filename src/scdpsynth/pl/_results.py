@@ -224,7 +224,7 @@ def module_gfc(
     dendrogram of the real GFC profiles (average linkage, Euclidean).
 
     Reads the ``coexpression`` rows ``variant="gfc:M<k>"`` of ``tl.evaluate``'s table (value = synthetic,
-    reference = real).
+    reference = a real holdout sample as large as the synthetic set).
     """
     from scipy.cluster import hierarchy
 

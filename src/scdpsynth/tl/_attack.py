@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import warnings
 import zlib
 
 import numpy as np
@@ -13,7 +14,23 @@ from .._utils import check_random_state, child_seed
 
 logger = logging.getLogger("scdpsynth")
 
-_RESULT_COLUMNS = ["attack", "unit", "auroc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "n_members", "n_nonmembers"]
+_RESULT_COLUMNS = [
+    "attack",
+    "unit",
+    "auroc",
+    "tpr_at_1pct_fpr",
+    "tpr_at_0.1pct_fpr",
+    "n_members",
+    "n_nonmembers",
+    "auroc_ci_low",
+    "auroc_ci_high",
+    "tpr_at_1pct_fpr_ci_low",
+    "tpr_at_1pct_fpr_ci_high",
+]
+#: fewest non-members for which the TPR at 1% FPR rests on at least one false positive
+MIN_NONMEMBERS_1PCT = 100
+#: fewest reference records (or donors) the default split leaves the attacker
+MIN_REFERENCE = 10
 
 
 def attack(
@@ -25,7 +42,7 @@ def attack(
     unit: str = "sample",
     donor_key: str | None = None,
     reference=None,
-    reference_fraction: float = 0.5,
+    reference_fraction: float | None = None,
     layer: str | None = None,
     layer_syn: str | None = None,
     groupby: str | None = None,
@@ -39,8 +56,10 @@ def attack(
     """Run membership-inference attacks on synthetic data and score them.
 
     Members are the records (or donors) of ``adata_train``, the data the generator was fitted to; non-members those
-    of ``adata_holdout``. Attacks that need the attacker's auxiliary real data get ``reference``; by default half of
-    the holdout (whole donors when ``donor_key`` is given) is split off for it and is then no longer a target.
+    of ``adata_holdout``. Attacks that need the attacker's auxiliary real data get ``reference``; by default part of
+    the holdout (whole donors when ``donor_key`` is given; see ``reference_fraction``) is split off for it and is
+    then no longer a target. Every AUROC and TPR at 1% FPR comes with a 95% bootstrap confidence interval; with
+    fewer than 100 non-members a warning says that the low-FPR figures cannot be estimated.
 
     Parameters
     ----------
@@ -64,7 +83,10 @@ def attack(
         Explicit auxiliary real data (AnnData) disjoint from the training data; then the whole holdout is a target.
     reference_fraction
         Fraction of the holdout (records or donors) split off as reference when ``reference`` is None and an attack
-        needs it.
+        needs it. ``None`` (default): half of the holdout, but no more than leaves 100 non-member targets (so that
+        the TPR at 1% FPR rests on at least one false positive), and at least 10 reference records (or 4 donors).
+        With fewer than 100 non-members a warning says that the low-FPR figures cannot be estimated; read them with
+        their bootstrap confidence intervals.
     layer, layer_syn
         Layer with the expression matrix of the real data / the synthetic data (``None``: ``.X``).
     groupby
@@ -89,7 +111,9 @@ def attack(
     -------
     Dict (also stored in ``adata_syn.uns[key_added]``, h5ad-serialisable) with
 
-    ``results``  tidy DataFrame: attack, unit, auroc, tpr_at_1pct_fpr, tpr_at_0.1pct_fpr, n_members, n_nonmembers
+    ``results``  tidy DataFrame: attack, unit, auroc, tpr_at_1pct_fpr, tpr_at_0.1pct_fpr, n_members, n_nonmembers,
+                 and the 95% bootstrap confidence intervals auroc_ci_low/high, tpr_at_1pct_fpr_ci_low/high
+                 (:func:`scdpsynth.attacks._base.bootstrap_ci`)
     ``roc``      ``{attack: {"fpr": array, "tpr": array}}`` ROC curves for plotting
     ``scores``   ``{attack: {"id": str array, "score": array, "member": bool array}}`` per record or donor
     ``params``   unit, donor_key, transform, number of genes, reference source and size, seed.
@@ -107,7 +131,7 @@ def attack(
         raise ValueError(f"unit must be 'sample' or 'donor', got {unit!r}.")
     if unit == "donor" and donor_key is None:
         raise ValueError("unit='donor' needs donor_key=, the obs column with donor identifiers.")
-    if not 0 < reference_fraction < 1:
+    if reference_fraction is not None and not 0 < reference_fraction < 1:
         raise ValueError(f"reference_fraction must be in (0, 1), got {reference_fraction!r}.")
     attack_kwargs = dict(attack_kwargs or {})
     methods = _methods(method, registry, generator)
@@ -166,7 +190,8 @@ def attack(
         hold_rows = np.setdiff1d(hold_rows, ref_rows)
         ref_X = data["holdout"][ref_rows]
         ref_groups = donors["holdout"][ref_rows] if unit == "donor" else ids["holdout"][ref_rows]
-        ref_source = f"split from holdout (fraction {reference_fraction})"
+        frac = "auto" if reference_fraction is None else reference_fraction
+        ref_source = f"split from holdout (fraction {frac}: {ref_rows.size} of {data['holdout'].shape[0]} records)"
     elif reference is not None:
         ref_X = data["reference"]
         ref_groups = donors["reference"] if unit == "donor" else np.asarray(reference.obs_names.astype(str))
@@ -175,6 +200,16 @@ def attack(
         ref_X, ref_groups, ref_source = None, None, "none"
     if hold_rows.size == 0:
         raise ValueError("No holdout records left as non-member targets; use a larger holdout or pass reference=.")
+    n_nonmembers = np.unique(donors["holdout"][hold_rows]).size if unit == "donor" else hold_rows.size
+    if n_nonmembers < MIN_NONMEMBERS_1PCT:
+        warnings.warn(
+            f"Only {n_nonmembers} non-member {'donors' if unit == 'donor' else 'records'}: the TPR at 1% FPR needs "
+            f"at least {MIN_NONMEMBERS_1PCT} (and at 0.1% FPR 1000) to rest on one false positive, so these figures "
+            "cannot be estimated here; read the AUROC with its confidence interval (auroc_ci_low/high). Use a "
+            "larger holdout or pass reference= from other data.",
+            UserWarning,
+            stacklevel=2,
+        )
 
     targets = np.vstack([data["train"], data["holdout"][hold_rows]])
     member = np.r_[np.ones(data["train"].shape[0], bool), np.zeros(hold_rows.size, bool)]
@@ -290,7 +325,18 @@ def _matrix(adata, layer, genes, name) -> np.ndarray:
     return V.to_dense(X[:, idx])
 
 
-def _split_reference(rows: np.ndarray, donors, fraction: float, rng) -> np.ndarray:
+def _reference_size(n: int, fraction: float | None, min_ref: int) -> int:
+    """Reference units out of ``n`` holdout units: ``fraction`` of them, or by default half of them but leaving
+    :data:`MIN_NONMEMBERS_1PCT` non-members where the holdout allows, with at least ``min_ref`` reference units.
+    """
+    if fraction is not None:
+        k = round(fraction * n)
+    else:
+        k = max(min(n // 2, n - MIN_NONMEMBERS_1PCT), min(min_ref, n // 2))
+    return min(max(1, k), n - 1)
+
+
+def _split_reference(rows: np.ndarray, donors, fraction: float | None, rng) -> np.ndarray:
     if donors is not None:
         names = np.unique(donors)
         if names.size < 2:
@@ -298,11 +344,11 @@ def _split_reference(rows: np.ndarray, donors, fraction: float, rng) -> np.ndarr
                 f"Splitting a reference set off the holdout by donor needs >= 2 holdout donors, got {names.size}. "
                 "Pass reference= (an AnnData of other donors) or a larger holdout."
             )
-        k = min(max(1, round(fraction * names.size)), names.size - 1)
+        k = _reference_size(names.size, fraction, 4)
         return rows[np.isin(donors, rng.permutation(names)[:k])]
     if rows.size < 2:
         raise ValueError("Splitting a reference set off the holdout needs >= 2 holdout records; pass reference=.")
-    k = min(max(1, round(fraction * rows.size)), rows.size - 1)
+    k = _reference_size(rows.size, fraction, MIN_REFERENCE)
     return np.sort(rng.permutation(rows)[:k])
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -10,10 +11,32 @@ import pandas as pd
 from .. import _validation as V
 from ..generators import registry as generators
 from ..pp import train_holdout_split
-from ._evaluate import evaluate
+from ._evaluate import _eval_data, _evaluate_data, _select, _serialisable_frame
 from ._generate import generate
 
 logger = logging.getLogger("scdpsynth")
+
+#: statistics of the summary (``summarize=True``): per (method, eps, metric, variant, group)
+SUMMARY_COLUMNS = [
+    "value_mean",
+    "value_sd",
+    "reference_mean",
+    "reference_sd",
+    "chance",
+    "privacy_dcr_auroc_mean",
+    "privacy_dcr_auroc_sd",
+    "eps_spent",
+    "n_runs",
+]
+
+
+def _seed_list(seeds, name: str) -> list[int]:
+    seeds = [seeds] if isinstance(seeds, numbers.Integral) else list(seeds)
+    if not seeds or not all(isinstance(s, numbers.Integral) and s >= 0 for s in seeds):
+        raise ValueError(f"{name} must be a non-empty list of non-negative integers, got {seeds!r}.")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{name} lists a seed twice: {seeds!r}.")
+    return [int(s) for s in seeds]
 
 
 def benchmark(
@@ -22,19 +45,25 @@ def benchmark(
     methods,
     eps_grid,
     seeds=(0,),
+    generation_seeds=(0,),
     groupby: str | None = None,
     holdout_size: float = 0.2,
     metrics="all",
     method_kwargs: dict[str, dict] | None = None,
     layer: str | None = None,
     metric_kwargs: dict[str, dict] | None = None,
+    summarize: bool = False,
 ) -> pd.DataFrame:
-    """Run generators over a grid of privacy budgets and seeds and evaluate each synthetic data set.
+    """Run generators over a grid of privacy budgets, split seeds and generation seeds, and evaluate each result.
 
-    For every seed, ``adata`` is split once into a training part and a real holdout
-    (:func:`scdpsynth.pp.train_holdout_split`, stratified by ``groupby``, ``random_state=seed``); every method and
-    epsilon is then fitted on the training part (:func:`scdpsynth.tl.generate`, ``random_state=seed``) and
-    evaluated against it and the holdout (:func:`scdpsynth.tl.evaluate`).
+    For every split seed ``s`` in ``seeds``, ``adata`` is split once into a training part and a real holdout
+    (:func:`scdpsynth.pp.train_holdout_split`, stratified by ``groupby``, ``random_state=s``). Every method, epsilon
+    and generation seed ``g`` is then fitted on that training part (:func:`scdpsynth.tl.generate`,
+    ``random_state=g``, as many synthetic rows as training rows) and evaluated against the training part and the
+    holdout as :func:`scdpsynth.tl.evaluate` does (``random_state=s``). The real side of the evaluation (the
+    transformed real matrices, real DE genes, co-expression network, real classifiers, train-holdout distances and
+    the size-matched real references) depends only on the split, so it is computed once per split seed and reused
+    for every method, epsilon and generation seed.
 
     Parameters
     ----------
@@ -45,7 +74,10 @@ def benchmark(
     eps_grid
         Privacy budgets; ``None`` runs the method without privacy.
     seeds
-        Integer seeds (one split and one generator seed each).
+        Split seeds (the reference study uses 2 split seeds x 2 generation seeds).
+    generation_seeds
+        Seeds of the generator, run for every split seed. A known seed makes the privacy noise reproducible, which
+        is what a benchmark wants and a release must not do (``tl.generate`` warns; the warning is silenced here).
     groupby
         Column of ``adata.obs`` with class labels (for generation per class and the labelled metrics).
     holdout_size
@@ -58,11 +90,17 @@ def benchmark(
         Layer holding the expression matrix.
     metric_kwargs
         Keyword arguments per metric for :func:`scdpsynth.tl.evaluate`.
+    summarize
+        Return mean and standard deviation over the ``len(seeds) * len(generation_seeds)`` runs instead of one row
+        per run.
 
     Returns
     -------
-    One tidy DataFrame: the columns of :func:`scdpsynth.tl.evaluate` plus ``method``, ``eps`` (NaN for
-    non-private), ``eps_spent``, ``delta`` and ``seed``.
+    With ``summarize=False``: one tidy DataFrame, the columns of :func:`scdpsynth.tl.evaluate` plus ``method``,
+    ``eps`` (NaN for non-private), ``seed`` (the split seed), ``generation_seed``, ``eps_spent`` and ``delta``.
+    With ``summarize=True``: one row per ``method, eps, metric, variant, group`` with ``value_mean``, ``value_sd``,
+    ``reference_mean``, ``reference_sd``, ``chance``, ``privacy_dcr_auroc_mean``/``_sd``, ``eps_spent`` (the
+    largest) and ``n_runs`` (standard deviations with ``ddof=1``; NaN for one run).
     """
     methods = [methods] if isinstance(methods, str) else list(methods)
     if not methods:
@@ -74,49 +112,76 @@ def benchmark(
         raise ValueError("eps_grid is empty: give at least one epsilon (or None for non-private).")
     for e in eps_grid:
         V.check_eps(e)
-    seeds = [seeds] if isinstance(seeds, numbers.Integral) else list(seeds)
-    if not seeds or not all(isinstance(s, numbers.Integral) and s >= 0 for s in seeds):
-        raise ValueError(f"seeds must be a non-empty list of non-negative integers, got {seeds!r}.")
+    seeds = _seed_list(seeds, "seeds")
+    generation_seeds = _seed_list(generation_seeds, "generation_seeds")
     method_kwargs = dict(method_kwargs or {})
     unknown = [m for m in method_kwargs if m not in methods]
     if unknown:
         raise ValueError(f"method_kwargs has entries for methods not in methods: {unknown}. Methods: {methods}.")
+    metric_kwargs = dict(metric_kwargs or {})
+
+    genes = adata.var_names
+    if not genes.is_unique:
+        raise ValueError("adata has duplicate var_names; run adata.var_names_make_unique() first.")
+    counts_input = V.is_counts(V.get_matrix(adata, layer))
+    classes = None
+    if groupby is not None:
+        _, classes = V.check_categorical(adata, groupby, what="groupby")
+        classes = pd.Index([str(c) for c in classes])
+    chosen = _select(metrics, has_holdout=True, has_labels=groupby is not None)
+    kw = {"counts_input": counts_input, "groupby": groupby, "classes": classes}
 
     frames = []
     for seed in seeds:
-        train, hold = train_holdout_split(adata, holdout_size=holdout_size, stratify=groupby, random_state=int(seed))
+        train, hold = train_holdout_split(adata, holdout_size=holdout_size, stratify=groupby, random_state=seed)
+        # the real side, built once per split: metrics memoise their real statistics on these objects
+        real = _eval_data(train, genes, layer, "adata_real", **kw)
+        holdout = _eval_data(hold, genes, layer, "holdout", **kw)
         for method in methods:
+            gen_kw = {"n_obs": train.n_obs, **method_kwargs.get(method, {})}
             for eps in eps_grid:
-                logger.info("benchmark: %s eps=%s seed=%d", method, eps, seed)
-                syn = generate(
-                    train,
-                    method,
-                    eps=eps,
-                    groupby=groupby,
-                    layer=layer,
-                    random_state=int(seed),
-                    **method_kwargs.get(method, {}),
-                )
-                df = evaluate(
-                    train,
-                    syn,
-                    holdout=hold,
-                    metrics=metrics,
-                    groupby=groupby,
-                    layer=layer,
-                    random_state=int(seed),
-                    metric_kwargs=metric_kwargs,
-                )
-                privacy = syn.uns["scdpsynth"]["privacy"]
-                frames.append(
-                    df.assign(
-                        method=method,
-                        eps=np.nan if eps is None else float(eps),
-                        eps_spent=float(privacy.get("eps_spent", math.inf)),
-                        delta=float(privacy.get("delta", np.nan)),
-                        seed=int(seed),
+                for gseed in generation_seeds:
+                    logger.info("benchmark: %s eps=%s split seed=%d generation seed=%d", method, eps, seed, gseed)
+                    with warnings.catch_warnings():
+                        # an integer seed with eps set warns that the noise is reproducible: intended here
+                        warnings.filterwarnings("ignore", message=r"(?i).*seed", category=UserWarning)
+                        syn = generate(
+                            train, method, eps=eps, groupby=groupby, layer=layer, random_state=gseed, **gen_kw
+                        )
+                    syn_data = _eval_data(syn, genes, layer, "adata_syn", **kw)
+                    df = _evaluate_data(real, syn_data, holdout, chosen, metric_kwargs=metric_kwargs, seed=seed)
+                    privacy = syn.uns["scdpsynth"]["privacy"]
+                    frames.append(
+                        _serialisable_frame(df).assign(
+                            method=method,
+                            eps=np.nan if eps is None else float(eps),
+                            eps_spent=float(privacy.get("eps_spent", math.inf)),
+                            delta=float(privacy.get("delta", np.nan)),
+                            seed=seed,
+                            generation_seed=gseed,
+                        )
                     )
-                )
     out = pd.concat(frames, ignore_index=True)
-    front = ["method", "eps", "seed"]
-    return out[front + [c for c in out.columns if c not in front]]
+    front = ["method", "eps", "seed", "generation_seed"]
+    out = out[front + [c for c in out.columns if c not in front]]
+    return summarize_runs(out) if summarize else out
+
+
+def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation (``ddof=1``) over seeds of a per-run :func:`benchmark` table."""
+    keys = ["method", "eps", "metric", "variant", "group"]
+    g = runs.groupby(keys, dropna=False, sort=False)
+    out = pd.DataFrame(
+        {
+            "value_mean": g["value"].mean(),
+            "value_sd": g["value"].std(ddof=1),
+            "reference_mean": g["reference"].mean(),
+            "reference_sd": g["reference"].std(ddof=1),
+            "chance": g["chance"].mean(),
+            "privacy_dcr_auroc_mean": g["privacy_dcr_auroc"].mean(),
+            "privacy_dcr_auroc_sd": g["privacy_dcr_auroc"].std(ddof=1),
+            "eps_spent": g["eps_spent"].max(),
+            "n_runs": g["value"].size(),
+        }
+    ).reset_index()
+    return out[keys + SUMMARY_COLUMNS]

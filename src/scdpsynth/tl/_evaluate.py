@@ -12,7 +12,8 @@ from .. import _validation as V
 from .._transforms import log_normalise as _log_normalise
 from .._utils import check_random_state, child_seed
 from ..metrics import registry
-from ..metrics._base import TIDY_COLUMNS, EvalData
+from ..metrics._base import TIDY_COLUMNS, EvalData, cached
+from ..metrics.distance import dcr_auroc
 
 logger = logging.getLogger("scdpsynth")
 
@@ -113,6 +114,114 @@ def _select(metrics, *, has_holdout: bool, has_labels: bool) -> list[str]:
     return chosen
 
 
+#: columns tl.evaluate writes, in this order, after any the metrics add
+EVAL_COLUMNS = [*TIDY_COLUMNS, "chance", "reference_n", "reference_how", "privacy_dcr_auroc"]
+
+
+def _allocate(sizes: np.ndarray, n: int) -> np.ndarray:
+    """Split ``n`` over classes in proportion to ``sizes`` (largest remainders)."""
+    exact = n * sizes / sizes.sum()
+    out = np.floor(exact).astype(np.int64)
+    out[np.argsort(-(exact - out), kind="stable")[: n - out.sum()]] += 1
+    return out
+
+
+def reference_sample(pool: EvalData, n: int, seed: int) -> tuple[EvalData, bool]:
+    """A real sample of ``n`` rows of ``pool``, stratified by class in the pool's own proportions.
+
+    Rows are drawn without replacement while the pool (or a class) is large enough, else with replacement (a
+    bootstrap). Returns the sample and whether it was a bootstrap.
+    """
+    rng = np.random.default_rng([int(seed), 0x5EED])
+    N = pool.X.shape[0]
+    if pool.y is None:
+        idx = np.sort(rng.choice(N, n, replace=n > N))
+        boot = n > N
+    else:
+        codes, sizes = np.unique(pool.y, return_counts=True)
+        parts, boot = [], False
+        for c, size, k in zip(codes, sizes, _allocate(sizes, n), strict=True):
+            rows = np.flatnonzero(pool.y == c)
+            boot |= bool(k > size)
+            parts.append(rng.choice(rows, k, replace=k > size))
+        idx = np.sort(np.concatenate(parts))
+    y = None if pool.y is None else pool.y[idx]
+    return EvalData(X=pool.X[idx], y=y, classes=pool.classes, genes=pool.genes), boot
+
+
+def _reference_frame(fn, kind: str, real: EvalData, syn: EvalData, hold, kwargs: dict, needs_holdout: bool, seed):
+    """Values of metric ``fn`` on a size-matched real sample (cached on ``real``), with how it was drawn."""
+    pool = hold if kind == "holdout_sample" else real
+    if pool is None:
+        return None, 0, "none: pass holdout= for a reference on unseen real data"
+    n = syn.X.shape[0]
+    sample, boot = cached(
+        real, ("reference_sample", kind, n, seed), lambda: reference_sample(pool, n, seed), other=hold
+    )
+    where = "holdout rows (never seen by the generator)" if kind == "holdout_sample" else "real training rows"
+    how = f"{'bootstrap of the ' + str(pool.X.shape[0]) + ' ' if boot else ''}{where}, {n} = synthetic size"
+    if pool.y is not None:
+        how += ", stratified by class"
+    if kind == "train_sample":
+        how += "; tested on the same holdout"
+    key = ("reference_frame", fn.__module__, fn.__name__, repr(sorted(kwargs.items())), kind, n, seed)
+    frame = cached(
+        real,
+        key,
+        lambda: fn(real, sample, holdout=hold if needs_holdout else None, **kwargs)[["variant", "group", "value"]],
+        other=hold,
+    )
+    return frame, n, how
+
+
+def _evaluate_data(real: EvalData, syn: EvalData, hold, chosen, *, metric_kwargs: dict, seed: int) -> pd.DataFrame:
+    """Run the ``chosen`` metrics on prepared data; references from size-matched real samples (see evaluate)."""
+    frames = []
+    for m in chosen:
+        fn = registry.get(m)
+        info = registry.info(m)
+        kind = info.get("reference", "internal")
+        needs_holdout = bool(info.get("needs_holdout"))
+        kwargs = dict(metric_kwargs.get(m, {}))
+        if "random_state" in inspect.signature(fn).parameters:
+            kwargs.setdefault("random_state", seed)
+        t0 = time.perf_counter()
+        # metrics whose reference tl.evaluate draws itself need the holdout only if they test on it
+        df = fn(real, syn, holdout=hold if (needs_holdout or kind == "internal") else None, **kwargs)
+        missing = [c for c in TIDY_COLUMNS if c not in df.columns]
+        if missing:
+            raise RuntimeError(f"Metric {m!r} returned a frame without the tidy columns {missing}; use metrics.tidy().")
+        df = df.assign(metric=m)
+        if "chance" not in df:
+            df["chance"] = np.nan
+        if kind == "internal":
+            if "reference_how" not in df:
+                df["reference_how"] = "see the metric's docstring"
+            df["reference_n"] = np.nan
+        else:
+            ref, n_ref, how = _reference_frame(fn, kind, real, syn, hold, kwargs, needs_holdout, seed)
+            if ref is None:
+                df["reference"] = np.nan
+            else:
+                ref = ref.rename(columns={"value": "_ref"}).drop_duplicates(["variant", "group"])
+                df = df.merge(ref, on=["variant", "group"], how="left")
+                df["reference"] = df.pop("_ref").astype(float)
+            df["reference_n"] = float(n_ref) if n_ref else np.nan
+            df["reference_how"] = how
+        logger.info("Metric %s: %d rows in %.2f s", m, len(df), time.perf_counter() - t0)
+        frames.append(df)
+    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EVAL_COLUMNS)
+    privacy = np.nan
+    if hold is not None:
+        privacy = dcr_auroc(real.X, hold.X, syn.X)
+    result["privacy_dcr_auroc"] = privacy
+    rest = [c for c in result.columns if c not in EVAL_COLUMNS]
+    return result[EVAL_COLUMNS[:5] + rest + EVAL_COLUMNS[5:]]
+
+
+_NUMERIC = ("value", "reference", "chance", "reference_n", "privacy_dcr_auroc")
+
+
 def _serialisable_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Make every column h5ad-writable: text columns as str (missing -> ''), the rest as float/bool."""
     out = df.reset_index(drop=True).copy()
@@ -120,9 +229,9 @@ def _serialisable_frame(df: pd.DataFrame) -> pd.DataFrame:
     out["group"] = out["group"].fillna("all")
     for col in out.columns:
         s = out[col]
-        if pd.api.types.is_bool_dtype(s) and col not in ("value", "reference"):
+        if pd.api.types.is_bool_dtype(s) and col not in _NUMERIC:
             out[col] = s.astype(bool)
-        elif col in ("value", "reference") or pd.api.types.is_numeric_dtype(s):
+        elif col in _NUMERIC or pd.api.types.is_numeric_dtype(s):
             out[col] = pd.to_numeric(s, errors="raise").astype(np.float64)
         else:
             out[col] = s.fillna("").astype(str)
@@ -174,13 +283,42 @@ def evaluate(
 
     Returns
     -------
-    The tidy DataFrame (columns ``metric, variant, group, value, reference``) also written to
-    ``adata_syn.uns[key_added]``; with ``copy=True`` the copy of ``adata_syn`` instead.
+    The tidy DataFrame also written to ``adata_syn.uns[key_added]``, one row per score, with columns
+
+    ``metric``, ``variant``, ``group``, ``value``
+        the score of the synthetic data (see each metric's docstring);
+    ``reference``
+        the same score of *real* data of the same size as the synthetic set, so that sample size cannot make
+        synthetic data look better than real data (test power, histogram noise and edge counts all grow with it).
+        How it is drawn depends on the metric (``reference_how`` says it per row; ``tl.list_metrics()`` column
+        ``reference``): ``holdout_sample`` metrics (histogram_overlap, de_genes, coexpression, scc, lisi) score a
+        stratified sample of the holdout, which the generator never saw, in place of the synthetic data (a bootstrap
+        of the holdout when it is smaller than the synthetic set; NaN without a holdout); ``train_sample`` metrics
+        (ml_efficacy, celltype_rf_auc), which test on the holdout, train on as many real training rows as there are
+        synthetic rows; knn_distance keeps its own references (distances to a set do not depend on how many records
+        are queried);
+    ``chance``
+        the score of a predictor that ignores the data where one exists (ml_efficacy: always the holdout's
+        majority class, i.e. its share for accuracy and 1/classes for balanced accuracy; celltype_rf_auc: 0.5), else
+        NaN;
+    ``reference_n``
+        rows of the real reference sample;
+    ``reference_how``
+        how the reference was obtained;
+    ``privacy_dcr_auroc``
+        a privacy figure beside every utility figure: the probability that a real training record lies closer to
+        the synthetic data than a real holdout record (the DCR attack's AUROC; 0.5: the synthetic data know nothing
+        of the training records, whatever the sizes of train and holdout; 1: copies; see
+        :func:`scdpsynth.metrics.distance.dcr_auroc`). NaN without a holdout.
+
+    With ``copy=True`` the copy of ``adata_syn`` instead.
 
     Notes
     -----
     If ``adata_real`` holds raw counts, all three inputs are transformed the same way before the metrics see them:
     ``log1p`` of counts normalised to 10,000 per row. Other data (e.g. log2 microarray) are used as they are.
+    An exact copy of the training data scores as well as real data on every utility and fidelity metric; only the
+    privacy figure (and :func:`scdpsynth.tl.attack`) tell it apart.
     """
     metric_kwargs = dict(metric_kwargs or {})
     for name in metric_kwargs:
@@ -205,20 +343,7 @@ def evaluate(
 
     rng = check_random_state(random_state)
     seed = int(random_state) if isinstance(random_state, int | np.integer) else child_seed(rng)
-    frames = []
-    for m in chosen:
-        fn = registry.get(m)
-        kwargs = dict(metric_kwargs.get(m, {}))
-        if "random_state" in inspect.signature(fn).parameters:
-            kwargs.setdefault("random_state", seed)
-        t0 = time.perf_counter()
-        df = fn(real, syn, holdout=hold, **kwargs)
-        logger.info("Metric %s: %d rows in %.2f s", m, len(df), time.perf_counter() - t0)
-        missing = [c for c in TIDY_COLUMNS if c not in df.columns]
-        if missing:
-            raise RuntimeError(f"Metric {m!r} returned a frame without the tidy columns {missing}; use metrics.tidy().")
-        frames.append(df.assign(metric=m))
-    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TIDY_COLUMNS)
+    result = _evaluate_data(real, syn, hold, chosen, metric_kwargs=metric_kwargs, seed=seed)
     result = _serialisable_frame(result)
     target = adata_syn.copy() if copy else adata_syn
     target.uns[key_added] = result
