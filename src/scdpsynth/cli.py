@@ -41,6 +41,8 @@ def _demo(args: argparse.Namespace) -> int:
     )
     refs = result[result["group"] == "all"].groupby(["metric", "variant"], sort=False)["reference"].first()
     summary["real reference"] = refs
+    if "chance" in result.columns:
+        summary["chance"] = result[result["group"] == "all"].groupby(["metric", "variant"], sort=False)["chance"].first()
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
         print(f"Evaluation of {args.method} synthetic data (columns: eps; 'none' = non-private)")
         print(summary)
