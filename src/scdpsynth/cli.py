@@ -39,10 +39,10 @@ def _demo(args: argparse.Namespace) -> int:
     summary = result[result["group"] == "all"].pivot_table(
         index=["metric", "variant"], columns="eps", values="value", aggfunc="mean", sort=False
     )
-    refs = result[result["group"] == "all"].groupby(["metric", "variant"], sort=False)["reference"].first()
-    summary["real reference"] = refs
+    per_row = result[result["group"] == "all"].groupby(["metric", "variant"], sort=False)
+    summary["real reference"] = per_row["reference"].first()
     if "chance" in result.columns:
-        summary["chance"] = result[result["group"] == "all"].groupby(["metric", "variant"], sort=False)["chance"].first()
+        summary["chance"] = per_row["chance"].first()
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
         print(f"Evaluation of {args.method} synthetic data (columns: eps; 'none' = non-private)")
         print(summary)
