@@ -74,24 +74,27 @@ counts as integer counts.
         code(
             """
 train, holdout = sd.pp.train_holdout_split(adata, holdout_size=0.25, stratify="cell_type", random_state=0)
-syn = sd.tl.generate(train, "copula", eps=10, groupby="cell_type", random_state=0)
+syn = sd.tl.generate(train, "copula", eps=10, groupby="cell_type")  # fresh, secret randomness (no seed)
 syn
 """
         ),
         md(
             """
 Everything about the privacy guarantee is in `syn.uns["scdpsynth"]["privacy"]`: the requested `eps`/`delta`, what
-the accountant says was spent, the privacy unit and the *scope*: what was derived from the real data but is not
-covered by the budget.
+the ledger says was spent, the neighbouring relation, the privacy unit and the *scope*: what is treated as public.
+With default arguments that is only the gene names, the label set and the hyper-parameters; even the number of
+synthetic cells per type comes from DP counts. No seed is written: a private fit draws fresh OS entropy.
 """
         ),
         code(
             """
 privacy = syn.uns["scdpsynth"]["privacy"]
-{k: privacy[k] for k in ("eps", "delta", "eps_spent", "accountant", "unit", "delta_source")}
+{k: privacy[k] for k in ("eps", "delta", "eps_spent", "accountant", "neighbouring", "unit", "delta_source")}
 """
         ),
         code("list(privacy['scope'])"),
+        md("The ledger: every noisy release, with the sensitivity and the noise actually drawn, and its budget share."),
+        code('pd.DataFrame({k: privacy["ledger"][k] for k in ("release", "sensitivity", "noise", "share")})'),
         md("## Evaluate"),
         code(
             """
@@ -127,7 +130,7 @@ attack["results"]
         md("## Compare with RON-Gauss on the same split"),
         code(
             """
-syn_rg = sd.tl.generate(train, "ron_gauss", eps=10, groupby="cell_type", random_state=0)
+syn_rg = sd.tl.generate(train, "ron_gauss", eps=10, groupby="cell_type")
 shared = ["ml_efficacy", "histogram_overlap", "de_genes", "scc", "celltype_rf_auc"]
 rg = sd.tl.evaluate(train, syn_rg, holdout=holdout, metrics=shared)
 both = pd.concat({"copula": result[result["metric"].isin(shared)], "ron_gauss": rg}, names=["method"])
@@ -230,7 +233,7 @@ for eps in [1, 10, None]:
             continue
         syn = sd.tl.generate(
             train, "copula", eps=eps, groupby="cell_type", donor_key="donor_id" if unit == "donor" else None,
-            unit=unit, random_state=0,
+            unit=unit,
         )
         runs[(eps, unit)] = syn
 {k: (v.uns["scdpsynth"]["privacy"]["eps_spent"], v.uns["scdpsynth"]["privacy"]["unit"]) for k, v in runs.items()}
