@@ -363,6 +363,7 @@ FULL = [  # trials per arm: a meaningful bound (>= 20 counted per arm can show e
     ("ron_gauss", "sample", 200),
     ("private_pgm", "sample", 100),
     ("privsyn", "sample", 200),
+    ("mst", "sample", 100),
     ("copula", "sample", 80),
     ("vine_nmf", "sample", 50),
     ("dp_vae", "sample", 40),

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import scdpsynth as sd
-from scdpsynth._utils import KnownSeedWarning
+from scdpsynth._utils import KnownSeedWarning, NotLearnedWarning
 from scdpsynth.generators import _dpsgd
 from scdpsynth.generators._dp_stats import (
     clipped_class_sums,
@@ -409,7 +409,7 @@ def test_sample_rate_batch_and_scope_come_from_the_dp_counts(bioc_all_small, cls
     n_hat = max(g.class_counts_.sum(), 1.0)
     assert g.ledger.entries[0]["name"] == "class_counts"
     assert g.n_hat_ == n_hat != len(y)  # a DP estimate, not the exact count
-    assert g.batch_size_ == max(32, math.ceil(n_hat / 50))
+    assert g.batch_size_ == max(cls.batch_floor, math.ceil(n_hat / cls.batch_divisor))
     assert g.sample_rate_ == min(1.0, g.batch_size_ / n_hat) and g.steps_ == math.ceil(1 / g.sample_rate_)
     scope = " ".join(g.privacy_report()["scope"])
     assert "treated as public" not in scope and "frequencies" not in scope and "exact" not in scope
@@ -420,11 +420,15 @@ def test_sample_rate_batch_and_scope_come_from_the_dp_counts(bioc_all_small, cls
 
 
 def test_default_schedule_and_thread_setting_is_restored(bioc_all_small):
-    g = DPVAE()
+    g = DPGAN()
     assert g._schedule(128) == (0.25, 120)  # batch max(32, ceil(128 / 50)) = 32, 30 epochs
     q, steps = g._schedule(12261.4)
     assert g.batch_size_ == 246 and q == pytest.approx(246 / 12261.4) and steps == math.ceil(30 / q)
     assert g._schedule(-40.0) == (1.0, 30)  # a negative DP total: n_hat = 1
+    v = DPVAE()  # small data: full batches (batch max(128, ceil(n_hat / 20))), 100 epochs
+    assert v._schedule(102) == (1.0, 100)
+    q, steps = v._schedule(5000.0)
+    assert v.batch_size_ == 250 and q == pytest.approx(0.05) and steps == 2000
     before = torch.get_num_threads()
     X, y = _xy(bioc_all_small, "lineage")
     DPGAN(eps=None, **{**TINY, "epochs": 1, "num_threads": max(1, before % 2 + 1)}).fit(X, y, n_classes=2)
@@ -730,3 +734,35 @@ def test_full_bulk_all_with_defaults(bioc_all, method):
     assert 0.95 * 3.0 <= priv["eps_spent"] <= 3.0 and priv["delta"] == 1e-5
     X = np.asarray(syn.X)
     assert np.isfinite(X).all() and X.min() >= 0.0 and X.max() <= 16.0  # clipped into the public value_range
+
+
+# -- defaults that learn on a few hundred rows, and the warning when a fit did not ------------------------------------
+def test_vae_defaults_learn_on_small_bulk_data_without_warning(bioc_all_small):
+    X, y = _xy(bioc_all_small, "lineage")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotLearnedWarning)
+        g = DPVAE(eps=None, random_state=0).fit(X, y, n_classes=2)  # defaults: full batches, 100 steps
+    assert g.fit_diagnostics_["reconstruction_vs_class_means"] < 1.0  # measured 0.7-0.8
+    assert g.fit_diagnostics_["class_spread_vs_real"] > 0.5
+    counts = np.bincount(y)
+    S, lab = g.sample(counts), np.repeat([0, 1], counts)
+    d_real = X[y == 0].mean(0) - X[y == 1].mean(0)
+    assert np.corrcoef(d_real, S[lab == 0].mean(0) - S[lab == 1].mean(0))[0, 1] > 0.9
+    assert 0.5 < np.median(S.std(0) / X.std(0)) < 2.0
+
+
+def test_vae_warns_when_a_fit_did_not_learn(bioc_all_small):
+    X, y = _xy(bioc_all_small, "lineage")
+    with pytest.warns(NotLearnedWarning, match="did not learn"):
+        g = DPVAE(eps=None, random_state=0, epochs=1, lr=1e-5).fit(X, y, n_classes=2)
+    assert g.fit_diagnostics_["reconstruction_vs_class_means"] >= 1.0
+    assert "fit_diagnostics_" not in str(g.privacy_report())  # a diagnostic on the object, never in the output
+
+
+def test_vae_initial_scale_uses_only_the_standardisation(bioc_all_small):
+    X, y = _xy(bioc_all_small, "lineage")
+    g = _seeded(DPVAE, 0, eps=1.0, standardize="public", **{**TINY, "epochs": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotLearnedWarning)
+        g.fit(X, y, n_classes=2)
+    np.testing.assert_allclose(g._init_feature_param(X.shape[1]), np.log(1.0 / 8.0), rtol=1e-6)  # public half-range 8

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["KnownSeedWarning", "check_random_state", "child_seed", "fit_random_state"]
+__all__ = ["KnownSeedWarning", "NotLearnedWarning", "check_random_state", "child_seed", "fit_random_state"]
 
 #: the seed of non-private fits, metrics and attacks when none is given (deterministic by default)
 DEFAULT_SEED = 0
@@ -15,6 +15,10 @@ DEFAULT_SEED = 0
 
 class KnownSeedWarning(UserWarning):
     """A private fit was given a known seed: its noise is reproducible by anyone who knows the seed."""
+
+
+class NotLearnedWarning(UserWarning):
+    """A generator's fit did not learn: it reconstructs no better than per-class means, or its classes collapsed."""
 
 
 def check_random_state(random_state) -> np.random.Generator:

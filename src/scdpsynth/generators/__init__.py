@@ -26,6 +26,13 @@ registry.register(
     units="sample",
 )
 registry.register(
+    "mst",
+    "scdpsynth.generators.mst:MSTGenerator",
+    "MST-style: DP maximum spanning tree of gene-gene scores, label-conditioned tree marginals, ancestral sampling",
+    data="continuous",
+    units="sample",
+)
+registry.register(
     "copula",
     "scdpsynth.generators.copula:CopulaGenerator",
     "scDesign2-style Gaussian copula per cell type with Poisson/NB/ZINB count marginals; DP moments + copula",

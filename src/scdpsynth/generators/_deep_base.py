@@ -53,6 +53,9 @@ class DeepGenerator(BaseGenerator):
     """
 
     units = ("sample",)
+    #: default batch size ``max(batch_floor, ceil(n_hat / batch_divisor))`` (subclasses tune it)
+    batch_floor = 32
+    batch_divisor = 50
 
     def __init__(
         self,
@@ -146,10 +149,14 @@ class DeepGenerator(BaseGenerator):
         """Poisson sampling rate ``q = min(1, batch_size / n_hat)`` and the number of steps ``ceil(epochs / q)``.
 
         ``n_hat`` is the DP row count (sum of the released class counts). ``batch_size=None`` uses
-        ``max(32, ceil(n_hat / 50))`` (sampling rate about 2% for large data).
+        ``max(batch_floor, ceil(n_hat / batch_divisor))`` (class attributes; 32 and 50, a sampling rate of about 2%
+        for large data, unless a subclass sets others).
         """
         n_hat = max(float(n_hat), 1.0)
-        self.batch_size_ = self.batch_size if self.batch_size is not None else max(32, math.ceil(n_hat / 50))
+        if self.batch_size is not None:
+            self.batch_size_ = self.batch_size
+        else:
+            self.batch_size_ = max(self.batch_floor, math.ceil(n_hat / self.batch_divisor))
         q = min(1.0, self.batch_size_ / n_hat)
         return q, max(1, math.ceil(self.epochs / q))
 
