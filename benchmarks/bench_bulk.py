@@ -1,8 +1,8 @@
 """Bulk benchmark: methods x eps on bulk ALL and flu, with the metrics of the reference study.
 
 Data: bulk ALL microarray (``sd.datasets.bioc_all()``, label ``lineage``) and the flu challenge
-(``sd.datasets.flu_challenge()``, label ``Condition``); stratified 80/20 split (seed 0); the ``--genes`` highest-variance
-genes, variance computed on the training split only (no holdout information). Each method is run with its defaults
+(``sd.datasets.flu_challenge()``, label ``Condition``); stratified 80/20 split (seed 0); the ``--genes``
+highest-variance genes, variance computed on the training split only (no holdout information). Each method is run with its defaults
 (``tl.generate(train, method, eps=eps, groupby=label)``, fresh OS entropy for private fits, seed 0 otherwise) and
 evaluated with ``tl.evaluate(train, syn, holdout=holdout)``.
 
