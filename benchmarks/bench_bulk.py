@@ -1,10 +1,10 @@
 """Bulk benchmark: methods x eps on bulk ALL and flu, with the metrics of the reference study.
 
 Data: bulk ALL microarray (``sd.datasets.bioc_all()``, label ``lineage``) and the flu challenge
-(``sd.datasets.flu_challenge()``, label ``Condition``); stratified 80/20 split (seed 0); the ``--genes``
-highest-variance genes, variance computed on the training split only (no holdout information). Each method is run with its defaults
-(``tl.generate(train, method, eps=eps, groupby=label)``, fresh OS entropy for private fits, seed 0 otherwise) and
-evaluated with ``tl.evaluate(train, syn, holdout=holdout)``.
+(``sd.datasets.flu_challenge()``, label ``Condition``); stratified 80/20 split (seed 0); the ``--genes`` highest-
+variance genes, variance computed on the training split only (no holdout information). Each method is run with its
+defaults (``tl.generate(train, method, eps=eps, groupby=label)``, fresh OS entropy for private fits, seed 0 otherwise)
+and evaluated with ``tl.evaluate(train, syn, holdout=holdout)``.
 
 Prints one row per (data, method, eps, seed): accuracy and balanced accuracy (logistic regression trained on synthetic,
 tested on the real holdout), histogram overlap (25 bins), DE-gene TPR/FPR, co-expression recall/precision for
