@@ -35,7 +35,7 @@ from scipy import integrate, sparse, special
 
 from ._base import BaseGenerator
 from ._contribution import cap_cells_per_donor, clip_rows_l2, contribution_bound, grouped_sums, release, sum_sensitivity
-from ._count_marginals import FAMILIES, TableSampler, marginals_from_moments
+from ._count_marginals import FAMILIES, LIB_EDGES, TableSampler, marginals_from_moments
 from .copula import _CHUNK, _SAFETY, _check_counts_matrix, _check_neighbouring, dp_count_moments, nearest_correlation
 
 __all__ = [
@@ -50,7 +50,7 @@ __all__ = [
 
 _U_EPS = 1e-6
 _THETA_MAX = 35.0
-_LIB_EDGES = np.linspace(1.0, 5.5, 46)  # log10 library size bins: 10 .. ~316k UMIs
+_LIB_EDGES = LIB_EDGES  # public log10 library size bins: 10 .. ~316k UMIs
 
 
 # --------------------------------------------------------------------------- Frank pair copula
