@@ -317,6 +317,16 @@ def test_copula_size_factors_spread_library_sizes(kang_example):
     assert abs(spread[True] - real) < 0.15 * real
 
 
+def test_direct_scores_match_table_scores():
+    marg = CountMarginals(np.array([0, 1, 2]), np.array([1.5, 4.0, 2.0]), np.array([np.inf, 2.0, 3.0]),
+                          np.array([0.0, 0.0, 0.3]))  # fmt: skip
+    X = np.random.default_rng(0).poisson(3.0, size=(50, 3))
+    table = marg.cdf_table(400)
+    a = normal_scores(X, marg, table, np.random.default_rng(1))
+    b = copula_mod._scores_direct(X, marg, np.random.default_rng(1))
+    np.testing.assert_allclose(a, b, atol=1e-8)
+
+
 def test_nearest_correlation():
     R = np.array([[1.0, 0.5], [0.5, 1.0]])
     np.testing.assert_allclose(nearest_correlation(R), R, atol=1e-12)

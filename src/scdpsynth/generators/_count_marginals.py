@@ -98,6 +98,19 @@ class CountMarginals:
             x[rng.random(shape) < self.pi] = 0
         return x
 
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        """``P(X <= x)`` elementwise for integer ``x`` broadcasting against the parameters (0 for ``x < 0``)."""
+        x = np.asarray(x, dtype=np.float64)
+        xc = np.maximum(x, 0.0)
+        pois = special.pdtr(xc, self.mu)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fin = np.isfinite(self.size)
+            r = np.where(fin, self.size, 1.0)
+            nbp = special.betainc(r, xc + 1.0, r / (r + self.mu))
+        cdf = np.where((self.family == POISSON) | ~fin, pois, nbp)
+        cdf = self.pi + (1.0 - self.pi) * np.clip(cdf, 0.0, 1.0)
+        return np.where(x < 0, 0.0, cdf)
+
     def cdf_table(self, max_count: int) -> np.ndarray:
         """``(*shape, max_count + 1)`` table of ``P(X <= x)`` for ``x = 0..max_count`` (last column set to 1)."""
         x = np.arange(max_count + 1, dtype=np.float64)

@@ -148,6 +148,14 @@ def normal_scores(X, marg: CountMarginals, table: np.ndarray, rng: np.random.Gen
     return special.ndtri(np.clip(u, _U_EPS, 1.0 - _U_EPS))
 
 
+def _scores_direct(X, marg: CountMarginals, rng: np.random.Generator) -> np.ndarray:
+    """As :func:`normal_scores`, with the marginal CDF evaluated at the observed counts (no table)."""
+    x = np.asarray(X, dtype=np.float64)
+    hi, lo = marg.cdf(x), marg.cdf(x - 1.0)
+    u = lo + rng.random(x.shape) * (hi - lo)
+    return special.ndtri(np.clip(u, _U_EPS, 1.0 - _U_EPS))
+
+
 class CopulaGenerator(BaseGenerator):
     """DP Gaussian-copula count generator with per-gene Poisson/NB/ZINB marginals (scDesign2 style).
 
@@ -364,18 +372,12 @@ class CopulaGenerator(BaseGenerator):
                 if rows.size == 0:
                     continue
                 marg = self._level_marginals(k, lv, genes[k])
-                table = marg.cdf_table(self._table_len(marg))
-                Z = clip_rows_l2(normal_scores(X[rows][:, genes[k]].toarray(), marg, table, self.rng), clip)
+                Z = clip_rows_l2(_scores_direct(X[rows][:, genes[k]].toarray(), marg, self.rng), clip)
                 gram[k] += Z.T @ Z
         gram = release(gram, sensitivity=sum_sensitivity(clip, self.m_, neighbouring=self.neighbouring, power=2),
                        rho=rho, name="copula", ledger=self.ledger, rng=self.rng, symmetric=True)  # fmt: skip
         self.copula_genes_ = genes
         self.corr_ = [nearest_correlation(gram[k] / self.n_released_[k]) for k in range(K)]
-
-    def _table_len(self, marg: CountMarginals) -> int:
-        """Support length of the CDF tables: far enough that the largest mean gene's tail is < 1e-6."""
-        mu = float(marg.mu.max()) if marg.mu.size else 1.0
-        return int(min(max(4 * self.count_cap, 20 * mu, 50), 5000))
 
     # ------------------------------------------------------------------ sampling
     def sample(self, class_counts) -> sparse.csr_matrix:
