@@ -80,6 +80,7 @@ def test_generator_ledger_states_donor_sensitivity():
     assert sens["mean"] == 14.0
     assert sens["nonzero"] == 7 * 25.0
     assert sens["copula"] == pytest.approx(7 * 1.5**2 * 5)
+    assert sens["library"] == 7.0  # one-hot library-size bin per cell
     shares = gen._rho()
     for e in gen.ledger.entries:  # sigma = sensitivity / sqrt(2 rho_share), as drawn
         assert e["noise"] == pytest.approx(e["sensitivity"] / np.sqrt(2 * shares[e["name"]]))
@@ -136,9 +137,9 @@ def test_removing_one_donor_changes_each_release_by_at_most_sensitivity(cls, kan
         runs.append(rec)
     full, nbr = runs
     # releases computed from the data given earlier releases only (PIT-based ones are checked at function level)
-    names = ["counts", "mean", "second_moment", "nonzero"]
+    names = ["counts", "mean", "second_moment", "nonzero", "library"]
     if cls is VineNMFGenerator:
-        names += ["gram", "library", "factor_hist"]
+        names += ["gram", "factor_hist"]
     for name in names:
         diff = np.linalg.norm(full.values[name] - nbr.values[name])
         assert diff > 0, name  # the donor does contribute
@@ -168,7 +169,7 @@ def test_removing_a_large_donor_is_bounded_by_a_binding_cap(cls, kang_small, mon
     assert full.sens["counts"] == m
     # the donor's m kept cells spread over the types: the count vector moves by sqrt(sum_k m_k^2), in [m/sqrt(K), m]
     assert m / np.sqrt(K) - 1e-9 <= np.linalg.norm(full.values["counts"] - nbr.values["counts"]) <= m
-    names = ["mean", "second_moment", "nonzero"] + (["gram", "library"] if cls is VineNMFGenerator else [])
+    names = ["mean", "second_moment", "nonzero", "library"] + (["gram"] if cls is VineNMFGenerator else [])
     for name in names:
         diff = np.linalg.norm(full.values[name] - nbr.values[name])
         assert 0 < diff <= full.sens[name] * (1 + 1e-9), (name, diff, full.sens[name])
@@ -281,6 +282,49 @@ def test_marginals_from_moments_recovers_families():
     for j in range(3):
         emp = np.array([(x[:, j] <= t).mean() for t in range(5)])
         np.testing.assert_allclose(table[j, :5], emp, atol=0.01)
+
+
+def test_marginals_with_size_factors_recover_dispersion():
+    """X | s ~ NB(s mu, r) with s on equally likely levels: moments and zeros both give r back net of the factors."""
+    rng = np.random.default_rng(1)
+    levels = np.array([0.4, 0.7, 1.0, 1.3, 1.6])
+    mu, r, n = np.array([1.5, 2.0, 8.0]), np.array([2.0, 1.0, 4.0]), 200_000
+    s = rng.choice(levels, n)[:, None]
+    X = rng.poisson(rng.gamma(r, 1.0, size=(n, 3)) * s * mu / r)
+    m1, m2, p0 = X.mean(0), (X.astype(float) ** 2).mean(0), (X == 0).mean(0)
+    for disp in ("moments", "zeros"):
+        m = marginals_from_moments(m1, m2, p0, families=("poisson", "nb"), dispersion=disp, size_factors=levels)
+        np.testing.assert_allclose(m.size, r, rtol=0.1, err_msg=disp)
+        np.testing.assert_allclose(m.mu, mu, rtol=0.02)
+    # without the factors the same data look more overdispersed (smaller r)
+    plain = marginals_from_moments(m1, m2, p0, families=("poisson", "nb"), dispersion="moments")
+    assert np.all(plain.size < r)
+
+
+def test_copula_size_factors_spread_library_sizes(kang_example):
+    X, y, _donors, K = _arrays(kang_example)
+    lib = np.asarray(X.sum(axis=1)).ravel()
+    spread = {}
+    for sf in (True, False):
+        g = CopulaGenerator(eps=None, n_copula_genes=30, size_factors=sf).fit(X, y, n_classes=K)
+        S = g.sample(np.bincount(y, minlength=K))
+        s_lib = np.asarray(S.sum(axis=1)).ravel()
+        spread[sf] = np.std(np.log(s_lib + 1))
+        assert abs(np.mean(s_lib) / np.mean(lib) - 1) < 0.1
+    # real cells vary in depth; with size factors the synthetic depth spread is much closer to the real one
+    real = np.std(np.log(lib + 1))
+    assert abs(spread[True] - real) < abs(spread[False] - real)
+    assert abs(spread[True] - real) < 0.15 * real
+
+
+def test_direct_scores_match_table_scores():
+    marg = CountMarginals(np.array([0, 1, 2]), np.array([1.5, 4.0, 2.0]), np.array([np.inf, 2.0, 3.0]),
+                          np.array([0.0, 0.0, 0.3]))  # fmt: skip
+    X = np.random.default_rng(0).poisson(3.0, size=(50, 3))
+    table = marg.cdf_table(400)
+    a = normal_scores(X, marg, table, np.random.default_rng(1))
+    b = copula_mod._scores_direct(X, marg, np.random.default_rng(1))
+    np.testing.assert_allclose(a, b, atol=1e-8)
 
 
 def test_nearest_correlation():
@@ -433,3 +477,32 @@ def test_vine_nmf_with_every_gene_an_hvg():
     gen = VineNMFGenerator(eps=1.0, n_factors=4, n_hvg=50, random_state=np.random.default_rng(1))
     out = gen.fit(X, np.repeat([0, 1], 50), n_classes=2).sample([5, 7])
     assert out.shape == (12, 30) and out.nnz > 0
+
+
+# --------------------------------------------------------------------------- nb_baseline (reference floor)
+def test_nb_baseline_is_a_nonprivate_reference_floor(kang_small):
+    from scdpsynth.generators.nb_baseline import NBBaseline
+
+    with pytest.raises(ValueError, match="eps=None"):
+        NBBaseline(eps=1.0)
+    with pytest.raises(ValueError, match="eps=None"):
+        sd.tl.generate(kang_small, "nb_baseline", eps=10.0, groupby="cell_type")
+    X, y, _donors, K = _arrays(kang_small)
+    g = NBBaseline(random_state=0).fit(X, y, n_classes=K)
+    np.testing.assert_array_equal(g.class_counts_, np.bincount(y, minlength=K))  # exact sizes
+    S = g.sample([4000] + [0] * (K - 1))
+    assert sparse.isspmatrix_csr(S) and np.issubdtype(S.dtype, np.integer) and S.shape == (4000, X.shape[1])
+    Xk = X[y == 0].toarray().astype(float)
+    mean, var = Xk.mean(0), Xk.var(0)
+    # kit's rule: Poisson where var <= mean, else NB with dispersion (var - mean) / mean^2 clipped to [1e-3, 10]
+    np.testing.assert_array_equal(g.poisson_[0], var <= mean)
+    disp = np.clip((var - mean) / np.maximum(mean, 1e-12) ** 2, 1e-3, 10.0)
+    np.testing.assert_allclose(g.size_[0], 1.0 / disp)
+    Sm = S.toarray().mean(0)
+    ok = mean > 0.5
+    np.testing.assert_allclose(Sm[ok], mean[ok], rtol=0.2)
+    syn = sd.tl.generate(kang_small, "nb_baseline", eps=None, groupby="cell_type")
+    assert syn.n_obs == kang_small.n_obs
+    assert syn.uns["scdpsynth"]["privacy"]["private"] is False
+    row = sd.tl.list_methods().set_index("name").loc["nb_baseline"]
+    assert row["private"].startswith("no") and "reference floor" in row["summary"].lower()

@@ -10,6 +10,7 @@ registry.register(
     "RON-Gauss: random orthonormal projection + DP Gaussian per class (Chanyaswad et al. 2019)",
     data="continuous",
     units="sample",
+    private="yes",
 )
 registry.register(
     "private_pgm",
@@ -17,6 +18,7 @@ registry.register(
     "Private-PGM: noisy quantile-bin marginals (gene x label) + graphical-model estimation (McKenna et al. 2019)",
     data="continuous",
     units="sample",
+    private="yes",
 )
 registry.register(
     "privsyn",
@@ -24,6 +26,7 @@ registry.register(
     "PrivSyn: noisy quantile-bin marginals, consistency + GUM synthesis (Zhang et al. 2021)",
     data="continuous",
     units="sample",
+    private="yes",
 )
 registry.register(
     "mst",
@@ -38,6 +41,7 @@ registry.register(
     "scDesign2-style Gaussian copula per cell type with Poisson/NB/ZINB count marginals; DP moments + copula",
     data="counts",
     units="sample,donor",
+    private="yes",
 )
 registry.register(
     "vine_nmf",
@@ -45,6 +49,16 @@ registry.register(
     "DP NMF of log-normalised HVGs + truncated C-vine (Frank) per cell type in factor space, NB counts",
     data="counts",
     units="sample,donor",
+    private="yes",
+)
+registry.register(
+    "nb_baseline",
+    "scdpsynth.generators.nb_baseline:NBBaseline",
+    "Reference floor, non-private only (eps=None): the CAMDA challenge's baseline, independent per-type NB/Poisson "
+    "genes by moments",
+    data="counts",
+    units="sample",
+    private="no: reference floor (eps=None only)",
 )
 registry.register(
     "dp_vae",
@@ -52,6 +66,7 @@ registry.register(
     "Class-conditional VAE trained with DP-SGD (opacus); Gaussian decoder, or NB/ZINB for raw counts",
     data="continuous (counts with likelihood='nb'/'zinb')",
     units="sample",
+    private="yes",
 )
 registry.register(
     "dp_gan",
@@ -59,6 +74,7 @@ registry.register(
     "Conditional Wasserstein GAN; DP-SGD critic (opacus), generator DP by post-processing (DPGAN)",
     data="continuous",
     units="sample",
+    private="yes",
 )
 
 __all__ = ["BaseGenerator", "registry"]

@@ -25,12 +25,45 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse, special
 
-__all__ = ["CountMarginals", "FAMILIES", "TableSampler", "marginals_from_moments"]
+__all__ = [
+    "CountMarginals",
+    "FAMILIES",
+    "LIB_EDGES",
+    "TableSampler",
+    "library_onehot",
+    "marginals_from_moments",
+    "size_factor_levels",
+]
 
 FAMILIES = ("poisson", "nb", "zinb")
 POISSON, NB, ZINB = 0, 1, 2
 _MIN_MEAN = 1e-8
 _MAX_SIZE = 1e8
+LIB_EDGES = np.linspace(1.0, 5.5, 46)  # public log10 library-size bins: 10 .. ~316k UMIs
+
+
+def library_onehot(lib: np.ndarray) -> sparse.csr_matrix:
+    """One-hot ``(n, len(LIB_EDGES) - 1)`` rows of each cell's ``log10`` library-size bin (clipped to the end bins).
+
+    Each row has L2 norm 1, so per-type sums of these rows have add/remove sensitivity 1 per cell.
+    """
+    lib = np.asarray(lib, dtype=np.float64)
+    b = np.clip(np.digitize(np.log10(np.maximum(lib, 1.0)), LIB_EDGES) - 1, 0, len(LIB_EDGES) - 2)
+    return sparse.csr_matrix((np.ones(b.size), (np.arange(b.size), b)), shape=(b.size, len(LIB_EDGES) - 1))
+
+
+def size_factor_levels(hist: np.ndarray, n_levels: int) -> np.ndarray:
+    """``(K, n_levels)`` equally weighted size-factor levels (mean 1 per row) from per-type library histograms.
+
+    ``hist`` (``K x (len(LIB_EDGES) - 1)``, possibly noisy) is read as piecewise uniform in ``log10`` library size
+    within the public bins; level ``l`` is its quantile ``(l + 1/2) / n_levels``; levels are divided by their mean.
+    Post-processing only.
+    """
+    p = np.maximum(np.asarray(hist, dtype=np.float64), 0.0) + 1e-9
+    cdf = np.concatenate([np.zeros((p.shape[0], 1)), np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)], axis=1)
+    q = (np.arange(n_levels) + 0.5) / n_levels
+    lv = np.array([10.0 ** np.interp(q, c, LIB_EDGES) for c in cdf])
+    return lv / lv.mean(axis=1, keepdims=True)
 
 
 @dataclass
@@ -64,6 +97,19 @@ class CountMarginals:
         if (self.pi > 0).any():
             x[rng.random(shape) < self.pi] = 0
         return x
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        """``P(X <= x)`` elementwise for integer ``x`` broadcasting against the parameters (0 for ``x < 0``)."""
+        x = np.asarray(x, dtype=np.float64)
+        xc = np.maximum(x, 0.0)
+        pois = special.pdtr(xc, self.mu)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fin = np.isfinite(self.size)
+            r = np.where(fin, self.size, 1.0)
+            nbp = special.betainc(r, xc + 1.0, r / (r + self.mu))
+        cdf = np.where((self.family == POISSON) | ~fin, pois, nbp)
+        cdf = self.pi + (1.0 - self.pi) * np.clip(cdf, 0.0, 1.0)
+        return np.where(x < 0, 0.0, cdf)
 
     def cdf_table(self, max_count: int) -> np.ndarray:
         """``(*shape, max_count + 1)`` table of ``P(X <= x)`` for ``x = 0..max_count`` (last column set to 1)."""
@@ -144,11 +190,20 @@ def marginals_from_moments(
     overdispersion_tol: float = 0.05,
     zero_tol: float = 0.02,
     dispersion: str = "zeros",
+    size_factors=None,
 ) -> CountMarginals:
     """Method-of-moments marginals per gene; see the module docstring for the family rule.
 
     Inputs may be noisy (DP) estimates: they are first made consistent (``m1 >= 0``, ``m2 >= m1 + m1^2`` is *not*
     forced -- underdispersion just gives Poisson --, ``0 <= p0 <= 1``).
+
+    ``size_factors``: optional array of equally weighted per-cell size-factor levels ``s_l`` (mean 1), shape
+    ``(*prefix, L)`` broadcasting against ``m1[..., None]`` (e.g. ``(K, 1, L)`` for ``K x d`` moments). The returned
+    marginals are then those of a cell with ``s = 1``: a cell with factor ``s`` draws from the same family with mean
+    ``s * mu`` (scDesign2's sequencing depth). Dispersion is estimated net of the size-factor variance: with
+    ``X | s ~ NB(s mu, r)``, ``Var X = mu + E[s^2] mu^2 / r + (E[s^2] - 1) mu^2`` and
+    ``P(X = 0) = E_s[(r / (r + s mu))^r]``. ZINB genes keep the factor-free solution (their zeros are modelled by
+    ``pi``).
     """
     if dispersion not in ("zeros", "moments"):
         raise ValueError(f"dispersion must be 'zeros' or 'moments', got {dispersion!r}.")
@@ -159,22 +214,28 @@ def marginals_from_moments(
     m2 = np.maximum(np.asarray(m2, dtype=np.float64), m1)
     p0 = np.clip(np.asarray(p0, dtype=np.float64), 0.0, 1.0)
     var = m2 - m1**2
+    if size_factors is not None:
+        sf = np.asarray(size_factors, dtype=np.float64)
+        es2 = np.broadcast_to(np.mean(sf**2, axis=-1), m1.shape)
+        sf_var = (es2 - 1.0) * m1**2  # between-cell variance the size factors explain
+    else:
+        sf, es2, sf_var = None, np.ones_like(m1), np.zeros_like(m1)
     shape = m1.shape
     family = np.full(shape, POISSON, dtype=np.int64)
     size = np.full(shape, np.inf)
     pi = np.zeros(shape)
     mu = m1.copy()
 
-    over = var > m1 * (1.0 + overdispersion_tol)
+    over = var - sf_var > m1 * (1.0 + overdispersion_tol)
     if "poisson" not in families:
         over = np.ones(shape, dtype=bool)
     if "nb" in families or "zinb" in families:
-        excess = np.maximum(var - m1, m1 * overdispersion_tol)
-        r_nb = np.clip(m1**2 / excess, 1e-3, _MAX_SIZE)
+        excess = np.maximum(var - m1 - sf_var, m1 * overdispersion_tol)
+        r_nb = np.clip(es2 * m1**2 / excess, 1e-3, _MAX_SIZE)
         family[over] = NB
         size[over] = r_nb[over]
         if "zinb" in families:
-            p0_nb = np.exp(r_nb * (np.log(r_nb) - np.log(r_nb + m1)))
+            p0_nb = _nb_zero_prob(r_nb, m1, sf)
             cand = over & (p0 > p0_nb + zero_tol)
             if "nb" not in families:
                 cand = over
@@ -187,12 +248,13 @@ def marginals_from_moments(
                 size.flat[idx] = r_c[ok]
         if dispersion == "zeros" and "nb" in families:
             # NB size from (mean, zero fraction) for every gene not fitted as ZINB
-            excess_zeros = p0 > np.exp(-m1) + zero_tol
+            excess_zeros = p0 > _nb_zero_prob(np.full(shape, np.inf), m1, sf) + zero_tol
             nb = (family != ZINB) & (excess_zeros if "poisson" in families else True)
             family[(family != ZINB) & ~nb] = POISSON
             size[family == POISSON] = np.inf
             family[nb] = NB
-            size[nb] = _size_from_zeros(m1[nb], p0[nb])
+            sf_nb = None if sf is None else np.broadcast_to(sf, (*shape, sf.shape[-1]))[nb]
+            size[nb] = _size_from_zeros(m1[nb], p0[nb], sf_nb)
             mu[nb] = m1[nb]
         if "nb" not in families:
             # ZINB-only request: genes without a ZINB solution keep the NB fit with pi = 0 (a ZINB with pi = 0)
@@ -200,16 +262,34 @@ def marginals_from_moments(
     return CountMarginals(family, mu, size, pi)
 
 
-def _size_from_zeros(m1, p0, n_iter: int = 60):
+def _nb_zero_prob(r, m1, sf=None):
+    """``P(X = 0)`` of ``NB(mean m1, size r)`` (Poisson where ``r`` is inf), averaged over size-factor levels ``sf``."""
+    r = np.asarray(r, dtype=np.float64)
+    if sf is None:
+        fin = np.isfinite(r)
+        rr = np.where(fin, r, 1.0)
+        return np.where(fin, np.exp(rr * (np.log(rr) - np.log(rr + m1))), np.exp(-m1))
+    mu = m1[..., None] * sf
+    fin = np.isfinite(r)[..., None]
+    rr = np.where(fin, r[..., None], 1.0)
+    return np.mean(np.where(fin, np.exp(rr * (np.log(rr) - np.log(rr + mu))), np.exp(-mu)), axis=-1)
+
+
+def _size_from_zeros(m1, p0, sf=None, n_iter: int = 60):
     """NB size ``r`` with ``(r / (r + m1))^r = p0`` (bisection on ``log r``; ``r log(r / (r + m1))`` decreases from 0
-    to ``-m1``, so ``p0`` outside ``(exp(-m1), 1)`` gives the nearest end of ``[1e-3, 1e8]``).
+    to ``-m1``, so ``p0`` outside ``(exp(-m1), 1)`` gives the nearest end of ``[1e-3, 1e8]``). With size-factor levels
+    ``sf`` (``(n, L)``, one row per entry of ``m1``) the zero probability is averaged over them (still decreasing in
+    ``r``).
     """
     target = np.log(np.clip(p0, 1e-300, 1.0))
     lo, hi = np.full(m1.shape, np.log(1e-3)), np.full(m1.shape, np.log(_MAX_SIZE))
     for _ in range(n_iter):
         mid = 0.5 * (lo + hi)
         r = np.exp(mid)
-        too_many_zeros = r * (np.log(r) - np.log(r + m1)) > target  # p0(r) > p0: r must grow
+        if sf is None:
+            too_many_zeros = r * (np.log(r) - np.log(r + m1)) > target  # p0(r) > p0: r must grow
+        else:
+            too_many_zeros = np.log(np.maximum(_nb_zero_prob(r, m1, sf), 1e-300)) > target
         lo = np.where(too_many_zeros, mid, lo)
         hi = np.where(too_many_zeros, hi, mid)
     return np.exp(0.5 * (lo + hi))

@@ -10,15 +10,22 @@ and ``m = max_cells_per_donor`` for ``unit="donor"``, where each donor's cells a
 ``m`` over all cell types):
 
 1. ``counts``: per-type cell counts (``f(x) = 1``), sensitivity ``m``.
-2. ``mean``: per-type sums of ``c = min(x, count_cap)`` with each cell's gene vector clipped to L2 norm
-   ``clip_mean``; sensitivity ``m * clip_mean``.
-3. ``second_moment``: same for ``c**2`` with clip ``clip_sq``; sensitivity ``m * clip_sq``.
+2. ``mean``: per-type sums of the counts ``x`` (entries capped at ``mean_cap``, default ``count_cap``) with each
+   cell's gene vector clipped to L2 norm ``clip_mean``; sensitivity ``m * clip_mean``.
+3. ``second_moment``: same for ``c**2``, ``c = min(x, count_cap)``, with clip ``clip_sq``; sensitivity
+   ``m * clip_sq``.
 4. ``nonzero``: same for ``1[x > 0]`` with clip ``clip_nonzero``; sensitivity ``m * clip_nonzero``.
    Means are noisy sums divided by noisy counts; marginals follow by the method of moments
    (:func:`~scdpsynth.generators._count_marginals.marginals_from_moments`) -- post-processing.
-5. ``copula``: per type, copula genes are the top genes by the *released* mean (post-processing). Each cell's
+5. ``library`` (with ``size_factors=True``, default): per-type histograms of ``log10`` library sizes on fixed
+   public bins (one-hot per cell), sensitivity ``m``. Its ``n_size_levels`` quantiles, scaled to mean 1, are the
+   cells' size factors ``s`` (scDesign2's sequencing depth): a synthetic cell draws one ``s`` and every gene's
+   count from its marginal with mean ``s * mu``, so all genes share the cell's depth. Dispersions are estimated net
+   of the size-factor variance (post-processing).
+6. ``copula``: per type, copula genes are the top genes by the *released* mean (post-processing). Each cell's
    counts are turned into Gaussian scores ``z = Phi^-1(u)`` by the randomised probability integral transform under
-   the released marginals, clipped to L2 norm ``C = score_clip * sqrt(p)``, and the per-type Gram matrices
+   the released marginals (at the size-factor level nearest the cell's own library size), clipped to L2 norm
+   ``C = score_clip * sqrt(p)``, and the per-type Gram matrices
    ``sum z z^T`` are released (upper triangle) with sensitivity ``m * C**2``. The noisy covariance is projected to
    the nearest valid correlation matrix (eigenvalue clipping, then rescaling to a unit diagonal).
 
@@ -41,7 +48,15 @@ from ._contribution import (
     release,
     sum_sensitivity,
 )
-from ._count_marginals import FAMILIES, CountMarginals, TableSampler, marginals_from_moments
+from ._count_marginals import (
+    FAMILIES,
+    LIB_EDGES,
+    CountMarginals,
+    TableSampler,
+    library_onehot,
+    marginals_from_moments,
+    size_factor_levels,
+)
 
 __all__ = ["CopulaGenerator", "dp_count_moments", "nearest_correlation", "normal_scores", "project_mean"]
 
@@ -72,24 +87,32 @@ def project_mean(M: np.ndarray, *, upper: float, norm: float) -> np.ndarray:
     return M * np.minimum(1.0, norm / np.maximum(nrm, 1e-300))
 
 
-def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger, rng):
+def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger, rng, mean_cap=None):
     """Noisy per-type cell counts and means of ``min(x, cap)``, its square and ``1[x > 0]`` (each ``K x d``).
 
     Releases ``counts`` (sensitivity ``m``) and, for each key of ``clips`` (``"mean"``, ``"second_moment"``,
     ``"nonzero"``), the per-type sums of the per-cell vectors clipped to L2 norm ``clips[key]`` (sensitivity
     ``m * clips[key]``), each with budget ``rho[key]``. Means divide by the noisy counts (at least 1) and are
     projected with :func:`project_mean`. Returns the released counts as drawn (possibly below 1) and the means.
+    ``mean_cap`` (default ``count_cap``) caps the entries of the ``"mean"`` vectors; ``np.inf`` leaves them uncapped
+    (the L2 clip alone bounds the sensitivity). A clip of ``np.inf`` (non-private fits) skips clipping.
     """
     ones = grouped_sums(np.ones((X.shape[0], 1)), y, K)[:, 0]
     released = release(ones, sensitivity=sum_sensitivity(1.0, m, neighbouring=neighbouring), rho=rho["counts"],
                        name="counts", ledger=ledger, rng=rng)  # fmt: skip
     n = np.maximum(released, 1.0)
+    mean_cap = count_cap if mean_cap is None else mean_cap
+    cm = X.astype(np.float64)
+    cm.data = np.minimum(cm.data, mean_cap)
     c = X.astype(np.float64)
     c.data = np.minimum(c.data, count_cap)
-    vectors = {"mean": c, "second_moment": c.multiply(c).tocsr(), "nonzero": (c > 0).astype(np.float64)}
-    upper = {"mean": count_cap, "second_moment": count_cap**2, "nonzero": 1.0}
+    vectors = {"mean": cm, "second_moment": c.multiply(c).tocsr(), "nonzero": (c > 0).astype(np.float64)}
+    upper = {"mean": mean_cap, "second_moment": count_cap**2, "nonzero": 1.0}
     stats = {}
     for key, clip in clips.items():
+        if np.isinf(clip):  # non-private: exact means
+            stats[key] = grouped_sums(vectors[key], y, K) / n[:, None]
+            continue
         sums = grouped_sums(clip_rows_l2(vectors[key], clip), y, K)
         noisy = release(sums, sensitivity=sum_sensitivity(clip, m, neighbouring=neighbouring), rho=rho[key],
                         name=key, ledger=ledger, rng=rng) / n[:, None]  # fmt: skip
@@ -125,6 +148,14 @@ def normal_scores(X, marg: CountMarginals, table: np.ndarray, rng: np.random.Gen
     return special.ndtri(np.clip(u, _U_EPS, 1.0 - _U_EPS))
 
 
+def _scores_direct(X, marg: CountMarginals, rng: np.random.Generator) -> np.ndarray:
+    """As :func:`normal_scores`, with the marginal CDF evaluated at the observed counts (no table)."""
+    x = np.asarray(X, dtype=np.float64)
+    hi, lo = marg.cdf(x), marg.cdf(x - 1.0)
+    u = lo + rng.random(x.shape) * (hi - lo)
+    return special.ndtri(np.clip(u, _U_EPS, 1.0 - _U_EPS))
+
+
 class CopulaGenerator(BaseGenerator):
     """DP Gaussian-copula count generator with per-gene Poisson/NB/ZINB marginals (scDesign2 style).
 
@@ -139,7 +170,12 @@ class CopulaGenerator(BaseGenerator):
     max_cells_per_donor
         Donor-level cap ``m``: cells kept per donor (over all cell types); only for ``unit="donor"``.
     count_cap
-        Per-entry cap on counts before moments are taken (limits the influence of a single huge count).
+        Per-entry cap on counts before the second moment and zero fraction are taken (limits the influence of a single
+        huge count).
+    mean_cap
+        Per-entry cap for the mean (``None``: ``count_cap``; ``np.inf``: the L2 clip ``clip_mean`` alone bounds the
+        sensitivity). A cap distorts the composition of cells (the few highest genes are cut), which normalised data
+        show at once; non-private fits use no cap.
     clip_mean, clip_sq, clip_nonzero
         Per-cell L2 clipping norms of the vectors ``min(x, cap)``, ``min(x, cap)**2`` and ``1[x > 0]``. Defaults
         suit 10x PBMC-like data (~1-4k UMIs per cell); set them from domain knowledge, not from the private data.
@@ -149,11 +185,17 @@ class CopulaGenerator(BaseGenerator):
         Marginal families to choose from per gene.
     dispersion
         ``"zeros"``: NB size from the released mean and zero fraction (robust under DP); ``"moments"``: from the mean
-        and second moment. See :func:`~scdpsynth.generators._count_marginals.marginals_from_moments`.
+        and second moment; ``"auto"`` (default): ``"moments"`` for non-private fits (exact moments), else ``"zeros"``.
+        Non-private fits also skip the caps and clips (they exist only to bound sensitivities). See
+        :func:`~scdpsynth.generators._count_marginals.marginals_from_moments`.
     neighbouring
         ``"add_remove"`` (default) or ``"replace"`` (doubles every sensitivity).
     weights
-        Budget shares of the releases ``counts``, ``mean``, ``second_moment``, ``nonzero``, ``copula``.
+        Budget shares of the releases ``counts``, ``mean``, ``second_moment``, ``nonzero``, ``library``, ``copula``.
+    size_factors
+        Model a per-cell size factor (library size) shared by all genes; ``False`` draws genes with fixed means.
+    n_size_levels
+        Number of equally likely size-factor levels per cell type (quantiles of the released library histogram).
     """
 
     name = "copula"
@@ -170,16 +212,22 @@ class CopulaGenerator(BaseGenerator):
         n_copula_genes: int = 100,
         max_cells_per_donor: int = 256,
         count_cap: int = 50,
+        mean_cap: float | None = None,
         clip_mean: float = 150.0,
         clip_sq: float = 6000.0,
         clip_nonzero: float = 25.0,
         score_clip: float = 1.5,
         families: tuple[str, ...] = FAMILIES,
-        dispersion: str = "zeros",
+        dispersion: str = "auto",
         neighbouring: str = "add_remove",
         weights: dict | None = None,
+        size_factors: bool = True,
+        n_size_levels: int = 12,
     ):
         super().__init__(eps=eps, delta=delta, random_state=random_state, unit="sample" if unit == "cell" else unit)
+        if int(n_size_levels) < 1:
+            raise ValueError(f"n_size_levels must be >= 1, got {n_size_levels!r}.")
+        self.size_factors, self.n_size_levels = bool(size_factors), int(n_size_levels)
         if int(n_copula_genes) < 0:
             raise ValueError(f"n_copula_genes must be >= 0, got {n_copula_genes!r}.")
         for nm, v in (("count_cap", count_cap), ("clip_mean", clip_mean), ("clip_sq", clip_sq),
@@ -192,11 +240,15 @@ class CopulaGenerator(BaseGenerator):
         self.clip_mean, self.clip_sq, self.clip_nonzero = float(clip_mean), float(clip_sq), float(clip_nonzero)
         self.score_clip = float(score_clip)
         self.families = tuple(families)
-        if dispersion not in ("zeros", "moments"):
-            raise ValueError(f"dispersion must be 'zeros' or 'moments', got {dispersion!r}.")
+        if dispersion not in ("zeros", "moments", "auto"):
+            raise ValueError(f"dispersion must be 'zeros', 'moments' or 'auto', got {dispersion!r}.")
         self.dispersion = dispersion
+        if mean_cap is not None and not mean_cap > 0:
+            raise ValueError(f"mean_cap must be > 0 or None, got {mean_cap!r}.")
+        self.mean_cap = mean_cap
         self.neighbouring = self.ledger.neighbouring = _check_neighbouring(neighbouring)
-        self.weights = {"counts": 0.05, "mean": 0.3, "second_moment": 0.25, "nonzero": 0.15, "copula": 0.25}
+        self.weights = {"counts": 0.05, "mean": 0.3, "second_moment": 0.2, "nonzero": 0.15, "library": 0.05,
+                        "copula": 0.25}  # fmt: skip
         if weights is not None:
             unknown = set(weights) - set(self.weights)
             if unknown:
@@ -212,6 +264,7 @@ class CopulaGenerator(BaseGenerator):
             "n_copula_genes": self.n_copula_genes,
             "max_cells_per_donor": self.max_cells_per_donor if self.unit == "donor" else "None",
             "count_cap": self.count_cap,
+            "mean_cap": "None" if self.mean_cap is None else self.mean_cap,
             "clip_mean": self.clip_mean,
             "clip_sq": self.clip_sq,
             "clip_nonzero": self.clip_nonzero,
@@ -219,11 +272,15 @@ class CopulaGenerator(BaseGenerator):
             "families": list(self.families),
             "dispersion": self.dispersion,
             "neighbouring": self.neighbouring,
+            "size_factors": self.size_factors,
+            "n_size_levels": self.n_size_levels,
         }
 
     # ------------------------------------------------------------------ fitting
     def _rho(self) -> dict[str, float]:
         w = {k: v for k, v in self.weights.items() if k != "copula" or self.n_copula_genes >= 2}
+        if not self.size_factors:
+            w.pop("library")
         if not self.private:
             return {k: np.inf for k in w}
         return {k: r * _SAFETY for k, r in self.budget.split(**w).items()}
@@ -253,16 +310,39 @@ class CopulaGenerator(BaseGenerator):
         self.n_genes_ = d
         rho = self._rho()
         X, y = self._bound(X, y, donors)
+        clips = {"mean": self.clip_mean, "second_moment": self.clip_sq, "nonzero": self.clip_nonzero}
+        mean_cap = self.count_cap if self.mean_cap is None else self.mean_cap
+        if not self.private:
+            clips, mean_cap = dict.fromkeys(clips, np.inf), np.inf
         released, st = dp_count_moments(
-            X, y, K, m=self.m_, neighbouring=self.neighbouring, count_cap=self.count_cap,
-            clips={"mean": self.clip_mean, "second_moment": self.clip_sq, "nonzero": self.clip_nonzero},
-            rho=rho, ledger=self.ledger, rng=self.rng,
+            X, y, K, m=self.m_, neighbouring=self.neighbouring,
+            count_cap=self.count_cap if self.private else np.inf, clips=clips, rho=rho, ledger=self.ledger,
+            rng=self.rng, mean_cap=mean_cap,
         )  # fmt: skip
+        dispersion = self.dispersion if self.dispersion != "auto" else ("zeros" if self.private else "moments")
         self.class_counts_ = released  # DP per-type cell counts (of the cells kept after the donor cap)
         self.n_released_ = np.maximum(released, 1.0)
+        lib = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+        if self.size_factors:
+            hist = release(grouped_sums(library_onehot(lib), y, K),
+                           sensitivity=sum_sensitivity(1.0, self.m_, neighbouring=self.neighbouring),
+                           rho=rho["library"], name="library", ledger=self.ledger, rng=self.rng)  # fmt: skip
+            self.size_levels_ = size_factor_levels(hist, self.n_size_levels)  # (K, L), post-processing
+            # each real cell's level (for its copula scores): nearest level to its library size over the type's
+            # released mean library size -- a function of the cell's own data and released statistics only
+            centres = 10.0 ** (0.5 * (LIB_EDGES[:-1] + LIB_EDGES[1:]))
+            p = np.maximum(hist, 0.0) + 1e-9
+            mean_lib = (p * centres).sum(axis=1) / p.sum(axis=1)
+            s_cell = lib / mean_lib[y]
+            self._cell_level = np.argmin(np.abs(np.log(s_cell[:, None]) - np.log(self.size_levels_[y])), axis=1)
+            self.scope.append("library-size bins are fixed public hyper-parameters (not data-derived)")
+        else:
+            self.size_levels_ = np.ones((K, 1))
+            self._cell_level = np.zeros(X.shape[0], dtype=np.int64)
         self.marginals_ = marginals_from_moments(
-            st["mean"], st["second_moment"], 1.0 - st["nonzero"], families=self.families, dispersion=self.dispersion
-        )
+            st["mean"], st["second_moment"], 1.0 - st["nonzero"], families=self.families, dispersion=dispersion,
+            size_factors=self.size_levels_[:, None, :] if self.size_factors else None,
+        )  # fmt: skip
         self.copula_genes_, self.corr_ = [], []
         p = min(self.n_copula_genes, d)
         if p >= 2:
@@ -270,34 +350,34 @@ class CopulaGenerator(BaseGenerator):
         else:
             self.copula_genes_ = [np.zeros(0, dtype=np.int64)] * K
             self.corr_ = [np.zeros((0, 0))] * K
-        self._samplers = [TableSampler(self.marginals_[k]) for k in range(K)]  # post-processing
+        self._samplers = {}  # (type, level) -> TableSampler, built lazily (post-processing)
         self.scope.append(
             f"count_cap={self.count_cap} and clipping norms are fixed hyper-parameters (not data-derived)"
         )
         self.fitted_ = True
         return self
 
+    def _level_marginals(self, k: int, level: int, genes=None) -> CountMarginals:
+        """Marginals of type ``k`` for a cell at size-factor level ``level`` (means scaled by the level)."""
+        m = self.marginals_[k] if genes is None else self.marginals_[k, genes]
+        return CountMarginals(m.family, m.mu * self.size_levels_[k, level], m.size, m.pi)
+
     def _fit_copula(self, X, y, K, p, rho):
         genes = [np.sort(np.argsort(-self.marginals_.mean[k], kind="stable")[:p]) for k in range(K)]
-        self._tables = [self.marginals_[k, g].cdf_table(self._table_len(k, g)) for k, g in enumerate(genes)]
         clip = self.score_clip * np.sqrt(p)
         gram = np.zeros((K, p, p))
         for k in range(K):
-            rows = np.flatnonzero(y == k)
-            if rows.size == 0:
-                continue
-            Z = normal_scores(X[rows][:, genes[k]].toarray(), self.marginals_[k, genes[k]], self._tables[k], self.rng)
-            Z = clip_rows_l2(Z, clip)
-            gram[k] = Z.T @ Z
+            for lv in range(self.size_levels_.shape[1]):
+                rows = np.flatnonzero((y == k) & (self._cell_level == lv))
+                if rows.size == 0:
+                    continue
+                marg = self._level_marginals(k, lv, genes[k])
+                Z = clip_rows_l2(_scores_direct(X[rows][:, genes[k]].toarray(), marg, self.rng), clip)
+                gram[k] += Z.T @ Z
         gram = release(gram, sensitivity=sum_sensitivity(clip, self.m_, neighbouring=self.neighbouring, power=2),
                        rho=rho, name="copula", ledger=self.ledger, rng=self.rng, symmetric=True)  # fmt: skip
         self.copula_genes_ = genes
         self.corr_ = [nearest_correlation(gram[k] / self.n_released_[k]) for k in range(K)]
-
-    def _table_len(self, k, genes) -> int:
-        """Support length of the CDF tables: far enough that the largest mean gene's tail is < 1e-6."""
-        mu = float(self.marginals_.mu[k, genes].max()) if len(genes) else 1.0
-        return int(min(max(4 * self.count_cap, 20 * mu, 50), 5000))
 
     # ------------------------------------------------------------------ sampling
     def sample(self, class_counts) -> sparse.csr_matrix:
@@ -312,11 +392,24 @@ class CopulaGenerator(BaseGenerator):
             return sparse.csr_matrix((0, self.n_genes_), dtype=np.int64)
         return sparse.vstack(blocks, format="csr")
 
+    def _sampler(self, k: int, level: int) -> TableSampler:
+        if (k, level) not in self._samplers:
+            self._samplers[k, level] = TableSampler(self._level_marginals(k, level))
+        return self._samplers[k, level]
+
     def _sample_type(self, k: int, n: int) -> sparse.csr_matrix:
-        sampler = self._samplers[k]
         g = self.copula_genes_[k]
-        if g.size < 2:
-            return sampler.sample(self.rng, n)
-        L = np.linalg.cholesky(self.corr_[k])
-        u = special.ndtr(self.rng.standard_normal((n, g.size)) @ L.T)
-        return sampler.sample(self.rng, n, fixed_cols=g, fixed_u=u)
+        u = None
+        if g.size >= 2:
+            L = np.linalg.cholesky(self.corr_[k])
+            u = special.ndtr(self.rng.standard_normal((n, g.size)) @ L.T)
+        n_lv = self.size_levels_.shape[1]
+        level = self.rng.integers(n_lv, size=n)  # each cell's size-factor level (equally likely)
+        out = [None] * n_lv
+        for lv in range(n_lv):
+            rows = np.flatnonzero(level == lv)
+            if u is None:
+                out[lv] = self._sampler(k, lv).sample(self.rng, rows.size)
+            else:
+                out[lv] = self._sampler(k, lv).sample(self.rng, rows.size, fixed_cols=g, fixed_u=u[rows])
+        return sparse.vstack(out, format="csr")[np.argsort(np.argsort(level, kind="stable"), kind="stable")]

@@ -35,7 +35,7 @@ from scipy import integrate, sparse, special
 
 from ._base import BaseGenerator
 from ._contribution import cap_cells_per_donor, clip_rows_l2, contribution_bound, grouped_sums, release, sum_sensitivity
-from ._count_marginals import FAMILIES, TableSampler, marginals_from_moments
+from ._count_marginals import FAMILIES, LIB_EDGES, TableSampler, marginals_from_moments
 from .copula import _CHUNK, _SAFETY, _check_counts_matrix, _check_neighbouring, dp_count_moments, nearest_correlation
 
 __all__ = [
@@ -50,7 +50,7 @@ __all__ = [
 
 _U_EPS = 1e-6
 _THETA_MAX = 35.0
-_LIB_EDGES = np.linspace(1.0, 5.5, 46)  # log10 library size bins: 10 .. ~316k UMIs
+_LIB_EDGES = LIB_EDGES  # public log10 library size bins: 10 .. ~316k UMIs
 
 
 # --------------------------------------------------------------------------- Frank pair copula
@@ -276,8 +276,8 @@ class VineNMFGenerator(BaseGenerator):
         self.clips = {"mean": float(clip_mean), "second_moment": float(clip_sq), "nonzero": float(clip_nonzero)}
         self.families = tuple(families)
         self.neighbouring = self.ledger.neighbouring = _check_neighbouring(neighbouring)
-        if dispersion not in ("zeros", "moments"):
-            raise ValueError(f"dispersion must be 'zeros' or 'moments', got {dispersion!r}.")
+        if dispersion not in ("zeros", "moments", "auto"):
+            raise ValueError(f"dispersion must be 'zeros', 'moments' or 'auto', got {dispersion!r}.")
         self.dispersion = dispersion
         self.weights = {"counts": 0.03, "mean": 0.17, "second_moment": 0.12, "nonzero": 0.08, "gram": 0.2,
                         "library": 0.05, "factor_hist": 0.15, "vine": 0.2}  # fmt: skip
@@ -343,12 +343,16 @@ class VineNMFGenerator(BaseGenerator):
         acc, rng = self.ledger, self.rng
         self.n_genes_ = d
         # 1. count moments -> marginals, HVGs
-        released, st = dp_count_moments(X, y, K, m=self.m_, neighbouring=self.neighbouring, count_cap=self.count_cap,
-                                        clips=self.clips, rho=rho, ledger=acc, rng=rng)  # fmt: skip
+        # non-private fits take exact moments: no caps, no clipping (they exist only to bound sensitivities)
+        clips = self.clips if self.private else dict.fromkeys(self.clips, np.inf)
+        released, st = dp_count_moments(X, y, K, m=self.m_, neighbouring=self.neighbouring,
+                                        count_cap=self.count_cap if self.private else np.inf, clips=clips, rho=rho,
+                                        ledger=acc, rng=rng)  # fmt: skip
         self.class_counts_ = released  # DP per-type cell counts (of the cells kept after the donor cap)
         self.n_released_ = n = np.maximum(released, 1.0)
+        dispersion = self.dispersion if self.dispersion != "auto" else ("zeros" if self.private else "moments")
         self.marginals_ = marginals_from_moments(st["mean"], st["second_moment"], 1.0 - st["nonzero"],
-                                                 families=self.families, dispersion=self.dispersion)  # fmt: skip
+                                                 families=self.families, dispersion=dispersion)  # fmt: skip
         w = n / n.sum()
         m1 = w @ st["mean"]
         var = w @ st["second_moment"] - m1**2
