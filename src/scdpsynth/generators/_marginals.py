@@ -315,6 +315,10 @@ class MarginalGenerator(BaseGenerator):
                 )
         return self.disc_.transform(X), rho
 
+    def _back_map(self, codes: np.ndarray) -> np.ndarray:
+        """Synthetic bin codes back to expression values: bin means, or draws within bins (``within_bin``)."""
+        return self.disc_.inverse_transform(codes, self.rng if self.within_bin == "sample" else None)
+
     def _check_class_counts(self, class_counts) -> np.ndarray:
         self._check_fitted()
         counts = np.asarray(class_counts)

@@ -280,7 +280,7 @@ class MSTGenerator(MarginalGenerator):
             z[:, g] = e[:, g] if pa < 0 else r * z[:, pa] + math.sqrt(1.0 - r * r) * e[:, g]
             cdf = np.cumsum(self.cond_[g][:, labels].T, axis=1)  # (n, B)
             codes[:, g] = np.minimum((ndtr(z[:, g])[:, None] >= cdf).sum(1), self.n_bins - 1)
-        return self.disc_.inverse_transform(codes, self.rng if self.within_bin == "sample" else None)
+        return self._back_map(codes)
 
     def params(self) -> dict:
         return {

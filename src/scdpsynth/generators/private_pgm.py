@@ -219,7 +219,7 @@ class PrivatePGM(MarginalGenerator):
         counts = self._check_class_counts(class_counts)
         blocks = [systematic_sample(self.cond_[:, :, k], int(c), self.rng) for k, c in enumerate(counts)]
         codes = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, self.cond_.shape[0]), dtype=np.int16)
-        return self.disc_.inverse_transform(codes, self.rng if self.within_bin == "sample" else None)
+        return self._back_map(codes)
 
     def params(self) -> dict:
         return {**super().params(), "iters": self.iters, "noise_sigma": float(getattr(self, "sigma_", math.nan))}

@@ -295,7 +295,7 @@ class PrivSyn(MarginalGenerator):
         codes = gum_synthesize(
             init, labels, targets, n_classes=self.n_classes_, rng=self.rng, iters=self.gum_iters, alpha=self.gum_alpha
         )
-        return self.disc_.inverse_transform(codes, self.rng if self.within_bin == "sample" else None)
+        return self._back_map(codes)
 
     def params(self) -> dict:
         return {
