@@ -10,12 +10,14 @@ holdout`` row is the ``reference`` column: the holdout scored as if it were synt
 
 Columns: ``ilisi`` (scaled, higher better), ``scc`` (higher better), ``auc_no_combat`` / ``auc_combat``
 (random-forest discriminator without / with ComBat; 0.5 ideal; with ComBat ~1.0 even for real data), ``fit_s``
-(seconds to fit and sample). ``--n-train`` subsamples the training cells for quick runs.
+(seconds to fit and sample). ``--n-train`` subsamples the training cells for quick runs. Each split seed is a
+fresh 80/20 split and a fresh generation; the last table gives the median and range over seeds. ``dp_vae`` runs
+with ``likelihood="nb"``.
 
 Usage::
 
-    python benchmarks/bench_sc_realism.py [--eps 10 none 1] [--methods copula vine_nmf nb_baseline]
-        [--n-estimators 1000] [--n-train 0] [--seed 0]
+    python benchmarks/bench_sc_realism.py [--eps 1 10 100 none] [--methods copula vine_nmf dp_vae nb_baseline]
+        [--n-estimators 1000] [--n-train 0] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pandas as pd
 import scdpsynth as sd
 
 METRICS = ["camda_ilisi", "camda_scc", "camda_discriminator_auc"]
+METHOD_KW = {"dp_vae": {"likelihood": "nb"}}
 
 
 def _row(df: pd.DataFrame, col: str) -> dict:
@@ -45,43 +48,57 @@ def _row(df: pd.DataFrame, col: str) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--methods", nargs="+", default=["copula", "vine_nmf", "nb_baseline"])
-    ap.add_argument("--eps", nargs="+", default=["10", "none"])
+    ap.add_argument("--methods", nargs="+", default=["copula", "vine_nmf", "dp_vae", "nb_baseline"])
+    ap.add_argument("--eps", nargs="+", default=["1", "10", "100", "none"])
     ap.add_argument("--n-estimators", type=int, default=1000)
     ap.add_argument("--n-train", type=int, default=0, help="subsample the training cells (0: all)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="split seeds; each seed is a fresh 80/20 split and a fresh generation")  # fmt: skip
     args = ap.parse_args()
 
     adata = sd.datasets.kang_pbmc(args.data_dir)
-    train, hold = sd.pp.train_holdout_split(adata, holdout_size=0.2, stratify="cell_type", random_state=0)
-    if args.n_train and args.n_train < train.n_obs:
-        rng = np.random.default_rng(args.seed)
-        train = train[np.sort(rng.choice(train.n_obs, args.n_train, replace=False))].copy()
-    print(f"train {train.n_obs} x {train.n_vars}, holdout {hold.n_obs}")
     kw = {"metric_kwargs": {"camda_discriminator_auc": {"n_estimators": args.n_estimators}}}
-    rows, reference = [], None
+    rows = []
     methods = set(sd.tl.list_methods()["name"])
-    for method in args.methods:
-        if method not in methods:
-            print(f"skipping {method}: not registered")
-            continue
-        for e in args.eps:
-            eps = None if e.lower() == "none" else float(e)
-            if method == "nb_baseline" and eps is not None:
+    for seed in args.seeds:
+        train, hold = sd.pp.train_holdout_split(adata, holdout_size=0.2, stratify="cell_type", random_state=seed)
+        if args.n_train and args.n_train < train.n_obs:
+            rng = np.random.default_rng(seed)
+            train = train[np.sort(rng.choice(train.n_obs, args.n_train, replace=False))].copy()
+        print(f"seed {seed}: train {train.n_obs} x {train.n_vars}, holdout {hold.n_obs}", flush=True)
+        reference = None
+        for method in args.methods:
+            if method not in methods:
+                print(f"skipping {method}: not registered")
                 continue
-            t0 = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # integer seed with eps: reproducible benchmark noise, on purpose
-                syn = sd.tl.generate(train, method, eps=eps, groupby="cell_type", random_state=args.seed)
-            fit_s = time.perf_counter() - t0
-            res = sd.tl.evaluate(train, syn, holdout=hold, metrics=METRICS, groupby="cell_type", **kw)
-            rows.append({"method": method, "eps": e, **_row(res, "value"), "fit_s": fit_s})
-            if reference is None:
-                reference = {"method": "real holdout", "eps": "-", **_row(res, "reference"), "fit_s": np.nan}
-            print(rows[-1], flush=True)
-    table = pd.DataFrame(rows + ([reference] if reference else []))
-    with pd.option_context("display.width", 200, "display.float_format", "{:.3f}".format):
-        print(table.to_string(index=False))
+            for e in args.eps:
+                eps = None if e.lower() == "none" else float(e)
+                if method == "nb_baseline" and eps is not None:
+                    continue
+                t0 = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # integer seed with eps: reproducible benchmark noise, on purpose
+                    syn = sd.tl.generate(train, method, eps=eps, groupby="cell_type", random_state=seed,
+                                         **METHOD_KW.get(method, {}))  # fmt: skip
+                fit_s = time.perf_counter() - t0
+                res = sd.tl.evaluate(train, syn, holdout=hold, metrics=METRICS, groupby="cell_type", **kw)
+                rows.append({"method": method, "eps": e, "seed": seed, **_row(res, "value"), "fit_s": fit_s})
+                print(rows[-1], flush=True)
+                if reference is None:
+                    reference = {"method": "real holdout", "eps": "-", "seed": seed, **_row(res, "reference"),
+                                 "fit_s": np.nan}  # fmt: skip
+                    rows.append(reference)
+                    print(reference, flush=True)
+    table = pd.DataFrame(rows)
+    cols = [c for c in table.columns if c not in ("method", "eps", "seed")]
+    g = table.groupby(["method", "eps"], sort=False)[cols]
+    med, lo, hi = g.median(), g.min(), g.max()
+    out = med.copy()
+    for c in cols:
+        out[c] = [f"{m:.3f} [{a:.3f}, {b:.3f}]" if np.isfinite(m) else "-" for m, a, b in zip(med[c], lo[c], hi[c], strict=True)]
+    with pd.option_context("display.width", 250, "display.max_columns", 20):
+        print(f"\nmedian [min, max] over split seeds {args.seeds}:")
+        print(out.reset_index().to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -167,6 +167,9 @@ class CopulaGenerator(BaseGenerator):
         ``"sample"`` (one cell; ``"cell"`` is accepted as an alias) or ``"donor"`` (needs ``donors`` in :meth:`fit`).
     n_copula_genes
         Genes per cell type modelled jointly by the copula (the top genes by released mean); others are independent.
+        Default: 100 for private fits (the copula release's noise grows with the number of genes), 500 for
+        non-private ones (on the Kang PBMC data, 100 -> 500 genes lowers the real-vs-synthetic discriminator AUC
+        from 0.75 to 0.73 and lifts iLISI from 0.87 to 0.90; 300 genes at eps=10 lower iLISI from 0.70 to 0.56).
     max_cells_per_donor
         Donor-level cap ``m``: cells kept per donor (over all cell types); only for ``unit="donor"``.
     count_cap
@@ -209,7 +212,7 @@ class CopulaGenerator(BaseGenerator):
         delta: float = 1e-5,
         random_state=None,
         unit: str = "sample",
-        n_copula_genes: int = 100,
+        n_copula_genes: int | None = None,
         max_cells_per_donor: int = 256,
         count_cap: int = 50,
         mean_cap: float | None = None,
@@ -228,6 +231,8 @@ class CopulaGenerator(BaseGenerator):
         if int(n_size_levels) < 1:
             raise ValueError(f"n_size_levels must be >= 1, got {n_size_levels!r}.")
         self.size_factors, self.n_size_levels = bool(size_factors), int(n_size_levels)
+        if n_copula_genes is None:  # a public default that depends only on whether the fit is private
+            n_copula_genes = 100 if self.private else 500
         if int(n_copula_genes) < 0:
             raise ValueError(f"n_copula_genes must be >= 0, got {n_copula_genes!r}.")
         for nm, v in (("count_cap", count_cap), ("clip_mean", clip_mean), ("clip_sq", clip_sq),

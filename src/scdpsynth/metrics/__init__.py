@@ -42,6 +42,16 @@ registry.register(
     reference="holdout_sample",
 )
 registry.register(
+    "de_condition",
+    "scdpsynth.metrics.de_condition:de_condition",
+    "Condition contrast per class (e.g. stim vs ctrl per cell type): rank-sum and pseudobulk DE, TPR/FPR vs real",
+    needs_holdout=False,
+    needs_labels=True,
+    needs_condition=True,
+    higher_is_better=None,
+    reference="holdout_sample",
+)
+registry.register(
     "coexpression",
     "scdpsynth.metrics.coexpression:coexpression",
     "Co-expression preservation: Pearson edges (p<0.05, r>0 / r>0.7), Leiden modules, module group fold changes",

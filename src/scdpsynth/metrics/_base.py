@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["EvalData", "TIDY_COLUMNS", "cached", "tidy"]
+__all__ = ["EvalData", "TIDY_COLUMNS", "cached", "subset", "tidy"]
 
 TIDY_COLUMNS = ["metric", "variant", "group", "value", "reference"]
 
@@ -40,7 +40,8 @@ class EvalData:
 
     ``X`` is dense float (n x d) on the analysis scale (log-expression; counts are log1p-normalised by
     ``tl.evaluate`` before metrics see them); ``y`` holds integer class codes into ``classes`` (or None);
-    ``donors`` optional integer donor codes; ``counts`` optionally the raw count matrix (sparse or dense).
+    ``donors`` optional donor / sample labels; ``counts`` optionally the raw count matrix (sparse or dense);
+    ``condition`` optional 0/1 codes of a two-level condition (``condition_levels`` names them).
     """
 
     X: np.ndarray
@@ -49,7 +50,20 @@ class EvalData:
     genes: list[str] = field(default_factory=list)
     donors: np.ndarray | None = None
     counts: object | None = None
+    condition: np.ndarray | None = None
+    condition_levels: list[str] = field(default_factory=list)
     cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+def subset(data: EvalData, idx: np.ndarray) -> EvalData:
+    """The rows ``idx`` of ``data`` (every per-row field; a fresh cache)."""
+
+    def take(a):
+        return None if a is None else a[idx]
+
+    return EvalData(X=data.X[idx], y=take(data.y), classes=data.classes, genes=data.genes, donors=take(data.donors),
+                    counts=take(data.counts), condition=take(data.condition),
+                    condition_levels=data.condition_levels)  # fmt: skip
 
 
 def cached(data: EvalData, key: tuple, compute, *, other: EvalData | None = None):

@@ -12,7 +12,7 @@ from .. import _validation as V
 from .._transforms import log_normalise as _log_normalise
 from .._utils import check_random_state, child_seed
 from ..metrics import registry
-from ..metrics._base import TIDY_COLUMNS, EvalData, cached
+from ..metrics._base import TIDY_COLUMNS, EvalData, cached, subset
 from ..metrics.distance import dcr_auroc
 
 logger = logging.getLogger("scdpsynth")
@@ -65,7 +65,34 @@ def _labels(adata, groupby: str, classes: pd.Index, name: str) -> np.ndarray:
     return codes.astype(np.int64)
 
 
-def _eval_data(adata, genes, layer, name, *, counts_input: bool, groupby, classes) -> EvalData:
+def _condition(adata, condition: str, levels: pd.Index, name: str) -> np.ndarray:
+    if condition not in adata.obs.columns:
+        raise KeyError(
+            f"condition={condition!r} is not a column of {name}.obs. Available: {list(adata.obs.columns)}; "
+            "pass condition= naming a two-level column present in all inputs (e.g. 'group_id')."
+        )
+    col = adata.obs[condition].astype(str)
+    codes = levels.get_indexer(col)
+    if (codes < 0).any():
+        raise ValueError(
+            f"{name}.obs[{condition!r}] has levels not in adata_real ({sorted(set(col[codes < 0]))[:5]}); "
+            f"expected {list(levels)}."
+        )
+    return codes.astype(np.int64)
+
+
+def _condition_levels(adata, condition: str) -> pd.Index:
+    _, levels = V.check_categorical(adata, condition, what="condition")
+    if len(levels) != 2:
+        raise ValueError(
+            f"condition={condition!r} must have exactly two levels in adata_real, got {list(levels)}; subset the data "
+            "to the two levels to contrast (the second level is tested against the first)."
+        )
+    return pd.Index([str(c) for c in levels])
+
+
+def _eval_data(adata, genes, layer, name, *, counts_input: bool, groupby, classes, condition=None, levels=None,
+               donor_key=None) -> EvalData:  # fmt: skip
     X = _aligned_matrix(adata, genes, layer, name)
     V.check_finite(X, f"{name} expression matrix")
     if counts_input:
@@ -80,10 +107,17 @@ def _eval_data(adata, genes, layer, name, *, counts_input: bool, groupby, classe
         Xa = V.to_dense(X)
     y = None if groupby is None else _labels(adata, groupby, classes, name)
     names = [] if classes is None else [str(c) for c in classes]
-    return EvalData(X=Xa, y=y, classes=names, genes=list(map(str, genes)), counts=X)
+    cond = None if condition is None else _condition(adata, condition, levels, name)
+    donors = None
+    if donor_key is not None and name != "adata_syn":
+        if donor_key not in adata.obs.columns:
+            raise KeyError(f"donor_key={donor_key!r} is not a column of {name}.obs. Available: {list(adata.obs.columns)}.")
+        donors = adata.obs[donor_key].astype(str).to_numpy()
+    return EvalData(X=Xa, y=y, classes=names, genes=list(map(str, genes)), counts=X, donors=donors, condition=cond,
+                    condition_levels=[] if levels is None else list(levels))  # fmt: skip
 
 
-def _select(metrics, *, has_holdout: bool, has_labels: bool) -> list[str]:
+def _select(metrics, *, has_holdout: bool, has_labels: bool, has_condition: bool = False) -> list[str]:
     """Metric names for ``metrics``: ``"all"`` (the general suite: every metric outside a preset), a preset name
     (``metrics.PRESETS``, e.g. ``"camda"``), one metric name or a list of names. Presets and ``"all"`` skip metrics
     whose inputs are missing; names asked for explicitly raise instead.
@@ -109,6 +143,11 @@ def _select(metrics, *, has_holdout: bool, has_labels: bool) -> list[str]:
             if explicit:
                 raise ValueError(f"Metric {m!r} needs class labels: pass groupby= (a column of obs).")
             logger.info("Skipping metric %r: it needs class labels (pass groupby=).", m)
+            continue
+        if info.get("needs_condition") and not has_condition:
+            if explicit:
+                raise ValueError(f"Metric {m!r} needs a two-level condition: pass condition= (a column of obs).")
+            logger.info("Skipping metric %r: it needs a condition (pass condition=).", m)
             continue
         chosen.append(m)
     return chosen
@@ -145,8 +184,7 @@ def reference_sample(pool: EvalData, n: int, seed: int) -> tuple[EvalData, bool]
             boot |= bool(k > size)
             parts.append(rng.choice(rows, k, replace=k > size))
         idx = np.sort(np.concatenate(parts))
-    y = None if pool.y is None else pool.y[idx]
-    return EvalData(X=pool.X[idx], y=y, classes=pool.classes, genes=pool.genes), boot
+    return subset(pool, idx), boot
 
 
 def _reference_frame(fn, kind: str, real: EvalData, syn: EvalData, hold, kwargs: dict, needs_holdout: bool, seed):
@@ -245,6 +283,8 @@ def evaluate(
     holdout=None,
     metrics="all",
     groupby: str | None = None,
+    condition: str | None = None,
+    donor_key: str | None = None,
     layer: str | None = None,
     key_added: str = "scdpsynth_eval",
     random_state=0,
@@ -270,6 +310,12 @@ def evaluate(
     groupby
         Column of ``obs`` with class labels. Default: the ``groupby`` used by ``tl.generate``
         (``adata_syn.uns["scdpsynth"]["params"]["groupby"]``); no labels if none is found.
+    condition
+        A two-level column of ``obs`` (e.g. ``"group_id"``: ctrl / stim) for ``de_condition``, which tests the second
+        level against the first within each ``groupby`` class; generate with ``groupby=[<class>, <condition>]`` so
+        the synthetic cells carry it. Without it ``de_condition`` is skipped.
+    donor_key
+        Column of the real data's ``obs`` with sample / donor labels, for ``de_condition``'s pseudobulk variants.
     layer
         Layer of ``adata_real`` / ``holdout`` (and of ``adata_syn`` if it has it, else its ``X``) to use.
     key_added
@@ -334,9 +380,11 @@ def evaluate(
     if groupby is not None:
         _, classes = V.check_categorical(adata_real, groupby, what="groupby")
         classes = pd.Index([str(c) for c in classes])
-    chosen = _select(metrics, has_holdout=holdout is not None, has_labels=groupby is not None)
-
-    kw = {"counts_input": counts_input, "groupby": groupby, "classes": classes}
+    chosen = _select(metrics, has_holdout=holdout is not None, has_labels=groupby is not None,
+                     has_condition=condition is not None)  # fmt: skip
+    levels = None if condition is None else _condition_levels(adata_real, condition)
+    kw = {"counts_input": counts_input, "groupby": groupby, "classes": classes, "condition": condition,
+          "levels": levels, "donor_key": donor_key}  # fmt: skip
     real = _eval_data(adata_real, genes, layer, "adata_real", **kw)
     syn = _eval_data(adata_syn, genes, layer, "adata_syn", **kw)
     hold = _eval_data(holdout, genes, layer, "holdout", **kw) if holdout is not None else None
