@@ -95,7 +95,8 @@ def main():
     med, lo, hi = g.median(), g.min(), g.max()
     out = med.copy()
     for c in cols:
-        out[c] = [f"{m:.3f} [{a:.3f}, {b:.3f}]" if np.isfinite(m) else "-" for m, a, b in zip(med[c], lo[c], hi[c], strict=True)]
+        trio = zip(med[c], lo[c], hi[c], strict=True)
+        out[c] = [f"{m:.3f} [{a:.3f}, {b:.3f}]" if np.isfinite(m) else "-" for m, a, b in trio]
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print(f"\nmedian [min, max] over split seeds {args.seeds}:")
         print(out.reset_index().to_string(index=False))

@@ -59,7 +59,7 @@ def test_pseudobulk_masks_recover_planted_genes_and_need_replicates():
     up, down, ok, n = pseudobulk_masks(X, y, cond, samples, 2)
     assert ok.all() and list(n) == [4, 4]
     assert up[0, :DE_GENES].all() and down[1, DE_GENES : 2 * DE_GENES].all()
-    assert up[0, DE_GENES:].sum() + down[1, : DE_GENES].sum() + down[1, 2 * DE_GENES :].sum() <= 2  # BH at 5%
+    assert up[0, DE_GENES:].sum() + down[1, :DE_GENES].sum() + down[1, 2 * DE_GENES :].sum() <= 2  # BH at 5%
     keep = np.isin(samples, ["d0_0", "d1_0", "d0_1", "d1_1"])  # two samples per level: too few for a t-test
     _, _, ok2, n2 = pseudobulk_masks(X[keep], y[keep], cond[keep], samples[keep], 2)
     assert not ok2.any() and list(n2) == [2, 2]
@@ -88,8 +88,13 @@ def test_de_condition_known_answers():
 
 
 def _adata(X, y, cond, samples):
-    obs = pd.DataFrame({"cell_type": pd.Categorical(np.array(["A", "B"])[y]),
-                        "group_id": pd.Categorical(np.array(["ctrl", "stim"])[cond]), "sample_id": samples})  # fmt: skip
+    obs = pd.DataFrame(
+        {
+            "cell_type": pd.Categorical(np.array(["A", "B"])[y]),
+            "group_id": pd.Categorical(np.array(["ctrl", "stim"])[cond]),
+            "sample_id": samples,
+        }
+    )
     obs.index = obs.index.astype(str)
     return ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=[f"g{i}" for i in range(X.shape[1])]))
 

@@ -62,8 +62,11 @@ def _pseudobulk(counts, y, cond, samples, n_classes: int):
     import decoupler as dc
 
     obs = pd.DataFrame(
-        {"sample": pd.Categorical(np.asarray(samples).astype(str)), "klass": pd.Categorical(np.asarray(y).astype(str)),
-         "cond": np.asarray(cond, dtype=np.int64)}  # fmt: skip
+        {
+            "sample": pd.Categorical(np.asarray(samples).astype(str)),
+            "klass": pd.Categorical(np.asarray(y).astype(str)),
+            "cond": np.asarray(cond, dtype=np.int64),
+        }
     )
     obs["sample"] = pd.Categorical(obs["sample"].astype(str) + "|" + obs["cond"].astype(str))
     obs.index = obs.index.astype(str)
@@ -99,7 +102,7 @@ def pseudobulk_masks(counts, y, cond, samples, n_classes: int, *, alpha: float =
         if n_samp[k] < min_samples:
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
-            t, p = stats.ttest_ind(a, b, axis=0, equal_var=False)
+            _, p = stats.ttest_ind(a, b, axis=0, equal_var=False)
         p = np.where(np.isfinite(p), p, 1.0)
         if correction == "bh":
             p = _bh(p)
@@ -155,7 +158,7 @@ def de_condition(
     names = real.classes or [str(c) for c in range(C)]
     kw = {"alpha": alpha, "correction": correction}
     r_up, r_down, r_ok = condition_ranksum_masks(real.X, real.y, real.condition, C, min_cells=min_cells, **kw)
-    s_up, s_down, s_ok = condition_ranksum_masks(syn.X, syn.y, syn.condition, C, min_cells=min_cells, **kw)
+    s_up, s_down, _ = condition_ranksum_masks(syn.X, syn.y, syn.condition, C, min_cells=min_cells, **kw)
     tests = [("", r_up, r_down, r_ok, s_up, s_down)]
     if real.donors is not None and real.counts is not None and syn.counts is not None:
         pr_up, pr_down, pr_ok, _ = pseudobulk_masks(real.counts, real.y, real.condition, real.donors, C, **kw)

@@ -111,7 +111,9 @@ def _eval_data(adata, genes, layer, name, *, counts_input: bool, groupby, classe
     donors = None
     if donor_key is not None and name != "adata_syn":
         if donor_key not in adata.obs.columns:
-            raise KeyError(f"donor_key={donor_key!r} is not a column of {name}.obs. Available: {list(adata.obs.columns)}.")
+            raise KeyError(
+                f"donor_key={donor_key!r} is not a column of {name}.obs. Available: {list(adata.obs.columns)}."
+            )
         donors = adata.obs[donor_key].astype(str).to_numpy()
     return EvalData(X=Xa, y=y, classes=names, genes=list(map(str, genes)), counts=X, donors=donors, condition=cond,
                     condition_levels=[] if levels is None else list(levels))  # fmt: skip
