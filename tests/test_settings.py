@@ -43,3 +43,28 @@ def test_settings_reject_bad_values(restore_settings):
         sd.settings.verbosity = 2
     with pytest.raises(TypeError, match="True, False or None"):
         resolve_progress(1)
+
+
+def _tiny():
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    obs = pd.DataFrame({"cell_type": pd.Categorical(np.resize(["a", "b"], 60))}, index=[f"c{i}" for i in range(60)])
+    return ad.AnnData(X=rng.normal(5, 1, (60, 8)), obs=obs)
+
+
+def test_tl_functions_show_progress_unless_switched_off(restore_settings, capsys):
+    real, syn = _tiny(), _tiny()
+    sd.settings.progress_delay = 0
+    sd.tl.evaluate(real, syn, metrics=["histogram_overlap"], progress=True)
+    assert "evaluate" in capsys.readouterr().err
+    sd.tl.evaluate(real, syn, metrics=["histogram_overlap"], progress=False)
+    assert "evaluate" not in capsys.readouterr().err
+    sd.settings.progress = False  # global switch
+    sd.tl.evaluate(real, syn, metrics=["histogram_overlap"])
+    assert "evaluate" not in capsys.readouterr().err
+    sd.settings.progress = True
+    sd.tl.attack(real[:30], real[30:], syn, method="dcr")
+    assert "attack" in capsys.readouterr().err

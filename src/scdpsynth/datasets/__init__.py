@@ -15,9 +15,14 @@ Loaded from a data directory (``path=``, ``$SCDPSYNTH_DATA_DIR`` or ``../shared/
     :func:`flu_challenge` -- H3N2 challenge study (GEO GSE30550), 252 samples x 4,147 genes, log2; 17 subjects
     (Bioconductor ``qusage``).
 
+Simulated
+    :func:`simulate_cohort` -- a multi-donor PBMC cohort of any size (per-cell-type NB fitted to Kang 2018, with
+    donor effects), for scale and donor-level studies; not evidence of realism.
+
 Please cite the original studies when using these data.
 """
 
+from ._cohort import simulate_cohort
 from ._loaders import bioc_all, data_dir, flu_challenge, geuvadis_sex, kang_example, kang_pbmc
 
-__all__ = ["bioc_all", "data_dir", "flu_challenge", "geuvadis_sex", "kang_example", "kang_pbmc"]
+__all__ = ["bioc_all", "data_dir", "flu_challenge", "geuvadis_sex", "kang_example", "kang_pbmc", "simulate_cohort"]

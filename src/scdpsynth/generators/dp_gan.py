@@ -29,6 +29,7 @@ import logging
 
 import numpy as np
 
+from .._progress import progress_bar, resolve_progress
 from ..privacy import DEFAULT_DELTA
 from ._deep_base import DeepGenerator
 from ._deep_inputs import check_class_counts, check_fit_input
@@ -108,7 +109,8 @@ class DPGAN(DeepGenerator):
         torch CPU threads during fit/sample (restored afterwards; default 1, fastest for these small models);
         ``None`` keeps torch's setting.
     progress
-        Log the Wasserstein estimate every 10% of the steps (logger ``"scdpsynth"``, level INFO).
+        Progress bar over the training steps, and the Wasserstein estimate logged every 10% of the steps (logger
+        ``"scdpsynth"``, level INFO); ``None`` follows ``sd.settings.progress``.
     """
 
     name = "dp_gan"
@@ -136,7 +138,7 @@ class DPGAN(DeepGenerator):
         secure_rng=False,
         device="auto",
         num_threads=1,
-        progress=False,
+        progress=None,
     ):
         super().__init__(
             eps=eps,
@@ -163,7 +165,7 @@ class DPGAN(DeepGenerator):
         if not (isinstance(clip_value, int | float) and clip_value > 0):
             raise ValueError(f"clip_value must be a number > 0, got {clip_value!r}.")
         self.clip_value = float(clip_value)
-        self.progress = bool(progress)
+        self.progress = resolve_progress(progress)
 
     def fit(self, X, y, *, n_classes: int, donors=None):
         """Fit to continuous ``X`` (n x d) with class codes ``y``."""
@@ -227,7 +229,7 @@ class DPGAN(DeepGenerator):
 
         self.history_ = []
         w_sum, w_count = 0.0, 0
-        for step in range(steps):
+        for step in progress_bar(range(steps), desc="dp_gan fit", progress=self.progress):
             idx = poisson_batch(n, q, g_batches).to(dev)
             with torch.no_grad():
                 xf, ohf = fake_batch(expected_b)

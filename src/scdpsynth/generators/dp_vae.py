@@ -35,6 +35,7 @@ import warnings
 
 import numpy as np
 
+from .._progress import progress_bar, resolve_progress
 from .._utils import NotLearnedWarning, check_random_state
 from ..privacy import DEFAULT_DELTA
 from ._deep_base import DeepGenerator
@@ -159,7 +160,8 @@ class DPVAE(DeepGenerator):
         torch CPU threads during fit/sample (restored afterwards; default 1, fastest for these small models);
         ``None`` keeps torch's setting.
     progress
-        Log the training loss every 10% of the steps (logger ``"scdpsynth"``, level INFO).
+        Progress bar over the training steps, and the training loss logged every 10% of the steps (logger
+        ``"scdpsynth"``, level INFO); ``None`` follows ``sd.settings.progress``.
     init_scale
         Initial observation scale of the Gaussian decoder in data units (a public constant, converted with the
         DP or public standardisation scale; default 1, about a gene's spread in log2/log1p units).
@@ -199,7 +201,7 @@ class DPVAE(DeepGenerator):
         secure_rng=False,
         device="auto",
         num_threads=1,
-        progress=False,
+        progress=None,
         init_scale=1.0,
     ):
         super().__init__(
@@ -236,7 +238,7 @@ class DPVAE(DeepGenerator):
         if not lo < hi:
             raise ValueError(f"library_range must satisfy lo < hi, got {library_range!r}.")
         self.library_range = (lo, hi)
-        self.progress = bool(progress)
+        self.progress = resolve_progress(progress)
         self.init_scale = positive_number("init_scale", init_scale)
 
     @property
@@ -342,7 +344,7 @@ class DPVAE(DeepGenerator):
         self.history_ = []
         model.train()
         running, seen = 0.0, 0
-        for step in range(steps):
+        for step in progress_bar(range(steps), desc="dp_vae fit", progress=self.progress):
             idx = poisson_batch(n, q, g_batches).to(dev)
             noise = torch.randn(len(idx), self.latent_dim, generator=g_dev, device=dev)
             losses = self._neg_elbo(torch, net, tx_in[idx], toh[idx], noise, tx_target[idx], tlib[idx], self.beta)

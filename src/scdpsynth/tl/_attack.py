@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from .. import _validation as V
+from .._chunks import load_matrix
+from .._progress import progress_bar
 from .._transforms import log_normalise as _log_normalise
 from .._utils import check_random_state, child_seed
 
@@ -52,6 +54,7 @@ def attack(
     attack_kwargs: dict | None = None,
     key_added: str = "scdpsynth_attack",
     random_state=0,
+    progress: bool | None = None,
 ) -> dict:
     """Run membership-inference attacks on synthetic data and score them.
 
@@ -106,6 +109,8 @@ def attack(
         Key of ``adata_syn.uns`` for the results.
     random_state
         Seed or :class:`numpy.random.Generator` (reference split, randomised attacks).
+    progress
+        Progress bar over the attacks; ``None`` follows ``sd.settings.progress``.
 
     Returns
     -------
@@ -219,7 +224,9 @@ def attack(
 
     # --- run ------------------------------------------------------------------------------------------------------
     results, roc, scores = [], {}, {}
-    for name in methods:
+    bar = progress_bar(methods, desc="attack", progress=progress)
+    for name in bar:
+        bar.set_postfix_str(name)
         fn = registry.get(name)
         info = registry.info(name)
         kw = dict(attack_kwargs.get(name, {}))
@@ -318,7 +325,7 @@ def _common_genes(parts: dict) -> pd.Index:
 
 
 def _matrix(adata, layer, genes, name) -> np.ndarray:
-    X = V.get_matrix(adata, layer)
+    X = load_matrix(V.get_matrix(adata, layer))
     where = f"{name}: " + ("adata.X" if layer is None else f"adata.layers[{layer!r}]")
     V.check_finite(X, where)
     idx = adata.var_names.get_indexer(genes)

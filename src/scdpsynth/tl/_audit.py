@@ -52,6 +52,7 @@ import pandas as pd
 from scipy import sparse, stats
 
 from .. import _validation as V
+from .._progress import progress_bar
 from .._transforms import log_normalise
 from .._utils import check_random_state
 from ..privacy import DEFAULT_DELTA
@@ -566,7 +567,7 @@ def audit(
     neighbouring: str | None = None,
     alpha: float = 0.05,
     random_state=None,
-    progress: bool = True,
+    progress: bool | None = None,
     **kwargs,
 ) -> AuditResult:
     """Audit :func:`~scdpsynth.tl.generate` empirically: a Clopper-Pearson lower bound on eps from canary attacks.
@@ -622,7 +623,7 @@ def audit(
         fresh OS entropy. Every fit gets its own :class:`numpy.random.Generator` spawned from it (never an integer
         seed, so no :class:`~scdpsynth._utils.KnownSeedWarning`; never the same stream for two fits).
     progress
-        Show a progress bar over the trials (tqdm).
+        Progress bar over the trials (tqdm.auto); ``None`` follows ``sd.settings.progress``.
     **kwargs
         Further arguments of :func:`~scdpsynth.tl.generate` (``n_obs``, ``class_sizes``, ``transform``,
         ``key_added``) and the generator's hyper-parameters, as a user would pass them.
@@ -740,10 +741,7 @@ def audit(
     first_error = None
     streams = np.random.SeedSequence(int(rng.integers(0, 2**63 - 1))).spawn(2 * n_trials)
     trials = range(n_trials)
-    if progress:
-        from tqdm.auto import tqdm
-
-        trials = tqdm(trials, desc=f"audit {method} ({unit}, {neighbouring})")
+    trials = progress_bar(trials, desc=f"audit {method} ({unit}, {neighbouring})", progress=progress)
     for t in trials:
         for arm in (0, 1):
             try:

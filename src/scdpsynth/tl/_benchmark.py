@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _validation as V
+from .._progress import progress_bar
 from ..generators import registry as generators
 from ..pp import train_holdout_split
 from ._evaluate import _eval_data, _evaluate_data, _select, _serialisable_frame
@@ -53,6 +54,7 @@ def benchmark(
     layer: str | None = None,
     metric_kwargs: dict[str, dict] | None = None,
     summarize: bool = False,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """Run generators over a grid of privacy budgets, split seeds and generation seeds, and evaluate each result.
 
@@ -93,6 +95,8 @@ def benchmark(
     summarize
         Return mean and standard deviation over the ``len(seeds) * len(generation_seeds)`` runs instead of one row
         per run.
+    progress
+        Progress bar over the grid; ``None`` follows ``sd.settings.progress``.
 
     Returns
     -------
@@ -132,6 +136,8 @@ def benchmark(
     kw = {"counts_input": counts_input, "groupby": groupby, "classes": classes}
 
     frames = []
+    bar = progress_bar(total=len(seeds) * len(methods) * len(eps_grid) * len(generation_seeds), desc="benchmark",
+                       progress=progress)  # fmt: skip
     for seed in seeds:
         train, hold = train_holdout_split(adata, holdout_size=holdout_size, stratify=groupby, random_state=seed)
         # the real side, built once per split: metrics memoise their real statistics on these objects
@@ -142,6 +148,7 @@ def benchmark(
             for eps in eps_grid:
                 for gseed in generation_seeds:
                     logger.info("benchmark: %s eps=%s split seed=%d generation seed=%d", method, eps, seed, gseed)
+                    bar.set_postfix_str(f"{method} eps={eps} seed={seed}/{gseed}")
                     with warnings.catch_warnings():
                         # an integer seed with eps set warns that the noise is reproducible: intended here
                         warnings.filterwarnings("ignore", message=r"(?i).*seed", category=UserWarning)
@@ -161,6 +168,8 @@ def benchmark(
                             generation_seed=gseed,
                         )
                     )
+                    bar.update()
+    bar.close()
     out = pd.concat(frames, ignore_index=True)
     front = ["method", "eps", "seed", "generation_seed"]
     out = out[front + [c for c in out.columns if c not in front]]

@@ -9,6 +9,8 @@ import pandas as pd
 from scipy import sparse
 
 from .. import _validation as V
+from .._chunks import load_matrix
+from .._progress import progress_bar
 from .._transforms import log_normalise as _log_normalise
 from .._utils import check_random_state, child_seed
 from ..metrics import registry
@@ -32,7 +34,7 @@ def _aligned_matrix(adata, genes: pd.Index, layer: str | None, name: str):
         raise ValueError(f"{name} has duplicate var_names; run {name}.var_names_make_unique() first.")
     if layer is not None and name == "adata_syn" and layer not in adata.layers:
         layer = None  # synthetic data from tl.generate keep their matrix in X
-    X = V.get_matrix(adata, layer)
+    X = load_matrix(V.get_matrix(adata, layer))  # backed / dask: read in row chunks (sparse stays sparse)
     if adata.var_names.equals(genes):
         return X
     missing, extra = genes.difference(adata.var_names), adata.var_names.difference(genes)
@@ -214,10 +216,13 @@ def _reference_frame(fn, kind: str, real: EvalData, syn: EvalData, hold, kwargs:
     return frame, n, how
 
 
-def _evaluate_data(real: EvalData, syn: EvalData, hold, chosen, *, metric_kwargs: dict, seed: int) -> pd.DataFrame:
+def _evaluate_data(real: EvalData, syn: EvalData, hold, chosen, *, metric_kwargs: dict, seed: int,
+                   progress: bool | None = False) -> pd.DataFrame:  # fmt: skip
     """Run the ``chosen`` metrics on prepared data; references from size-matched real samples (see evaluate)."""
     frames = []
-    for m in chosen:
+    bar = progress_bar(chosen, desc="evaluate", progress=progress)
+    for m in bar:
+        bar.set_postfix_str(m)
         fn = registry.get(m)
         info = registry.info(m)
         kind = info.get("reference", "internal")
@@ -292,6 +297,7 @@ def evaluate(
     random_state=0,
     copy: bool = False,
     metric_kwargs: dict[str, dict] | None = None,
+    progress: bool | None = None,
 ):
     """Evaluate synthetic data against the real training data (and a real holdout) with registered metrics.
 
@@ -328,6 +334,9 @@ def evaluate(
         If True, leave ``adata_syn`` untouched and return a copy of it holding the result.
     metric_kwargs
         Extra keyword arguments per metric, e.g. ``{"knn_distance": {"k": 5}}``.
+    progress
+        Progress bar over the metrics (shown once the evaluation has run ``sd.settings.progress_delay`` seconds);
+        ``None`` follows ``sd.settings.progress``.
 
     Returns
     -------
@@ -376,7 +385,7 @@ def evaluate(
     genes = adata_real.var_names
     if not genes.is_unique:
         raise ValueError("adata_real has duplicate var_names; run adata_real.var_names_make_unique() first.")
-    X_real = V.get_matrix(adata_real, layer)
+    X_real = load_matrix(V.get_matrix(adata_real, layer))
     counts_input = V.is_counts(X_real)
     classes = None
     if groupby is not None:
@@ -393,7 +402,7 @@ def evaluate(
 
     rng = check_random_state(random_state)
     seed = int(random_state) if isinstance(random_state, int | np.integer) else child_seed(rng)
-    result = _evaluate_data(real, syn, hold, chosen, metric_kwargs=metric_kwargs, seed=seed)
+    result = _evaluate_data(real, syn, hold, chosen, metric_kwargs=metric_kwargs, seed=seed, progress=progress)
     result = _serialisable_frame(result)
     target = adata_syn.copy() if copy else adata_syn
     target.uns[key_added] = result

@@ -9,6 +9,7 @@ import pandas as pd
 from scipy import sparse
 
 from .. import _validation as V
+from .._chunks import load_matrix
 from ..generators import registry
 from ..privacy import DEFAULT_DELTA
 
@@ -183,7 +184,7 @@ def generate(
 
     # validate everything before the generator's module (torch for the deep ones) is imported
     registry.check(method)
-    X = V.get_matrix(adata, layer)
+    X = load_matrix(V.get_matrix(adata, layer))  # backed / dask: read in row chunks (sparse stays sparse)
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     V.check_unique_names(adata.var_names, "adata.var_names", fix="adata.var_names_make_unique()")
     V.check_finite(X, where)
