@@ -1,0 +1,133 @@
+"""Cohort scale: copula fit+sample (donor-level DP) read backed from h5ad, and evaluation, with peak memory.
+
+Cohorts from ``sd.datasets.simulate_cohort`` (1,300 cells per donor, so 640k cells = 490 donors, the CAMDA 2026 Track
+II training split's size), written once to ``--workdir`` as h5ad. Each measurement runs in a fresh child process
+that reads the file with ``anndata.read_h5ad(path, backed="r")``; the child reports its own wall time and peak RSS
+(``resource.getrusage``), so cases do not share memory. Steps:
+
+- ``fit``: ``sd.tl.generate(backed, "copula", eps=10, unit="donor", donor_key="donor_id", groupby="cell_type",
+  n_obs=<cells>)`` -- fit (each donor capped at 256 cells) and sample as many synthetic cells as real ones;
+- ``evaluate`` (``--evaluate``): ``sd.tl.evaluate(real, syn, metrics=<--metrics>)`` on the backed real file and the
+  synthetic file the ``fit`` step wrote.
+
+The simulation step's own time is printed too. Baseline for ratios: the smallest case of the same run.
+
+Usage::
+
+    python benchmarks/bench_scale.py [--cells 50000 200000 640000] [--genes 2000 5000] [--eps 10]
+        [--evaluate] [--metrics camda_scc camda_ilisi] [--workdir /tmp/scdpsynth_scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CELLS_PER_DONOR = 1300
+
+
+def _child(args) -> None:
+    import resource
+    import warnings
+
+    import anndata as ad
+
+    import scdpsynth as sd
+
+    sd.settings.progress = False
+    warnings.simplefilter("ignore")
+    t0 = time.perf_counter()
+    real = ad.read_h5ad(args.path, backed="r")
+    out = {}
+    if args.step == "fit":
+        eps = None if args.eps == "none" else float(args.eps)
+        syn = sd.tl.generate(real, "copula", eps=eps, unit="donor", donor_key="donor_id", groupby="cell_type",
+                             n_obs=real.n_obs)  # fmt: skip
+        out["fit_sample_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        syn.write_h5ad(args.syn_path)
+        out["write_s"] = time.perf_counter() - t1
+        out["n_syn"] = int(syn.n_obs)
+    else:
+        syn = ad.read_h5ad(args.syn_path, backed="r")
+        res = sd.tl.evaluate(real, syn, metrics=args.metrics, groupby="cell_type")
+        out["evaluate_s"] = time.perf_counter() - t0
+        out["values"] = {f"{m} {v}".strip(): float(x) for m, v, x in res[["metric", "variant", "value"]].values}
+    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def _run(cmd: list[str]) -> dict:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cells", type=int, nargs="+", default=[50_000, 200_000, 640_000])
+    ap.add_argument("--genes", type=int, nargs="+", default=[2000, 5000])
+    ap.add_argument("--eps", default="10")
+    ap.add_argument("--evaluate", action="store_true")
+    ap.add_argument("--metrics", nargs="+", default=["camda_scc", "camda_pcc", "camda_ilisi"])
+    ap.add_argument("--workdir", default="/tmp/scdpsynth_scale")
+    ap.add_argument("--child", choices=["fit", "evaluate"], default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--path", help=argparse.SUPPRESS)
+    ap.add_argument("--syn-path", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        args.step = args.child
+        _child(args)
+        return
+
+    import scdpsynth as sd
+
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for genes in args.genes:
+        for cells in args.cells:
+            donors = max(1, round(cells / CELLS_PER_DONOR))
+            path = work / f"cohort_{donors}x{CELLS_PER_DONOR}_{genes}.h5ad"
+            sim_s = float("nan")
+            if not path.exists():
+                t0 = time.perf_counter()
+                adata = sd.datasets.simulate_cohort(donors, CELLS_PER_DONOR, genes, random_state=0, path=path)
+                sim_s = time.perf_counter() - t0
+                nnz = adata.X.nnz
+                del adata
+            else:
+                nnz = float("nan")
+            syn_path = work / f"syn_{donors}x{CELLS_PER_DONOR}_{genes}_eps{args.eps}.h5ad"
+            base = [sys.executable, __file__, "--path", str(path), "--syn-path", str(syn_path), "--eps", args.eps]
+            fit = _run([*base, "--child", "fit"])
+            row = {"cells": donors * CELLS_PER_DONOR, "donors": donors, "genes": genes, "nnz": nnz,
+                   "simulate_s": sim_s, "fit_sample_s": fit.get("fit_sample_s"),
+                   "fit_peak_gb": fit.get("peak_rss_gb"), "fit_error": fit.get("error")}  # fmt: skip
+            if args.evaluate and "error" not in fit:
+                ev = _run([*base, "--child", "evaluate", "--metrics", *args.metrics])
+                row.update({"evaluate_s": ev.get("evaluate_s"), "evaluate_peak_gb": ev.get("peak_rss_gb"),
+                            "evaluate_error": ev.get("error"), **ev.get("values", {})})  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    for _, part in table.groupby("genes"):
+        base = part.iloc[0]
+        for col in ("fit_sample_s", "fit_peak_gb", "evaluate_s", "evaluate_peak_gb"):
+            if col in part and base.get(col):
+                table.loc[part.index, col.rsplit("_", 1)[0] + "_x"] = part[col] / base[col]
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3g}".format):
+        print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
