@@ -118,3 +118,16 @@ def test_evaluate_condition_and_errors():
         sd.tl.evaluate(three, syn, metrics=["de_condition"], groupby="cell_type", condition="group_id")
     with pytest.raises(KeyError, match="condition='nope'"):
         sd.tl.evaluate(real, syn, metrics=["de_condition"], groupby="cell_type", condition="nope")
+
+
+def test_cross_class_generation_keeps_the_contrast_and_sets_the_default_groupby():
+    """groupby=[class, condition] in tl.generate: evaluate defaults to the first column; the contrast survives."""
+    real = _adata(*_planted(7))
+    syn = sd.tl.generate(real, "nb_baseline", eps=None, groupby=["cell_type", "group_id"], random_state=0)
+    res = sd.tl.evaluate(real, syn, metrics=["de_condition"], condition="group_id").set_index(["variant", "group"])
+    assert res.loc[("tpr_up", "A"), "value"] == 1.0 and res.loc[("tpr_down", "B"), "value"] == 1.0
+    # one class only: the condition is lost, so no DE gene is found
+    flat = sd.tl.generate(real, "nb_baseline", eps=None, groupby="cell_type", random_state=0)
+    flat.obs["group_id"] = pd.Categorical(np.resize(["ctrl", "stim"], flat.n_obs))
+    res = sd.tl.evaluate(real, flat, metrics=["de_condition"], condition="group_id").set_index(["variant", "group"])
+    assert res.loc[("tpr_up", "A"), "value"] <= 0.2

@@ -23,6 +23,8 @@ logger = logging.getLogger("scdpsynth")
 def _default_groupby(adata_syn) -> str | None:
     meta = adata_syn.uns.get("scdpsynth", {})
     g = meta.get("params", {}).get("groupby") if isinstance(meta, dict) else None
+    if g is not None and not isinstance(g, str):  # several columns (cross-classes): the first one, e.g. cell_type
+        g = list(g)[0] if len(g) else None
     if g is None or (isinstance(g, str) and g == "None" and "None" not in adata_syn.obs.columns):
         return None
     return str(g)
@@ -317,7 +319,8 @@ def evaluate(
         :func:`scdpsynth.tl.list_metrics`.
     groupby
         Column of ``obs`` with class labels. Default: the ``groupby`` used by ``tl.generate``
-        (``adata_syn.uns["scdpsynth"]["params"]["groupby"]``); no labels if none is found.
+        (``adata_syn.uns["scdpsynth"]["params"]["groupby"]``; its first column when it named several); no labels if
+        none is found.
     condition
         A two-level column of ``obs`` (e.g. ``"group_id"``: ctrl / stim) for ``de_condition``, which tests the second
         level against the first within each ``groupby`` class; generate with ``groupby=[<class>, <condition>]`` so
