@@ -118,8 +118,8 @@ class CountMarginals:
         nb = np.isfinite(self.size)[..., None] & (self.family != POISSON)[..., None]
         r = np.where(nb, self.size[..., None], 1.0)
         # log pmf by its recurrence (exact up to rounding; ~50x cheaper than the incomplete beta at each x):
-        #   Poisson: log p(0) = -mu,                     log p(x+1) - log p(x) = log(mu / (x + 1))
-        #   NB(mu, r): log p(0) = r log(r / (r + mu)),   log p(x+1) - log p(x) = log((x + r) / (x + 1)) + log(mu / (r + mu))
+        #   Poisson: log p(0) = -mu; log p(x+1) - log p(x) = log(mu / (x + 1))
+        #   NB(mu, r): log p(0) = r log(r / (r + mu)); log p(x+1) - log p(x) = log((x + r) / (x + 1) * mu / (r + mu))
         with np.errstate(divide="ignore", invalid="ignore"):
             log0 = np.where(nb, r * (np.log(r) - np.log(r + mu)), -mu)
             q = np.where(nb, np.log(mu) - np.log(r + mu), np.log(mu))

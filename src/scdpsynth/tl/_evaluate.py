@@ -24,7 +24,7 @@ def _default_groupby(adata_syn) -> str | None:
     meta = adata_syn.uns.get("scdpsynth", {})
     g = meta.get("params", {}).get("groupby") if isinstance(meta, dict) else None
     if g is not None and not isinstance(g, str):  # several columns (cross-classes): the first one, e.g. cell_type
-        g = list(g)[0] if len(g) else None
+        g = next(iter(g)) if len(g) else None
     if g is None or (isinstance(g, str) and g == "None" and "None" not in adata_syn.obs.columns):
         return None
     return str(g)
