@@ -103,10 +103,13 @@ def _check_n_bins(n_bins) -> int:
     return int(n_bins)
 
 
-def public_discretization(X: np.ndarray, n_bins: int = 4) -> Discretization:
-    """Exact (non-private) quantile edges and per-bin means. Both must be listed in a generator's scope.
+def public_discretization(X: np.ndarray, n_bins: int = 4, grid_size: int = 256) -> Discretization:
+    """Exact (non-private) quantile edges, per-bin means and each gene's empirical CDF. All must be listed in a
+    generator's scope.
 
-    An empty bin (possible with ties) maps back to the nearest edge value.
+    An empty bin (possible with ties) maps back to the nearest edge value. The empirical CDF (on ``grid_size + 1``
+    equally spaced points over the data's range) lets :meth:`Discretization.inverse_transform` draw values within
+    bins.
     """
     n_bins = _check_n_bins(n_bins)
     X = np.asarray(X, dtype=float)
@@ -121,6 +124,11 @@ def public_discretization(X: np.ndarray, n_bins: int = 4) -> Discretization:
         fallback = edges[:, min(b, n_bins - 2)]
         values[:, b] = np.where(cnt > 0, total / np.maximum(cnt, 1), fallback)
     disc.values = values
+    lo, hi = float(X.min()), float(X.max())
+    grid = np.linspace(lo, hi if hi > lo else lo + 1.0, int(grid_size) + 1)
+    srt = np.sort(X, axis=0)
+    disc.grid = grid
+    disc.cdf = np.stack([np.searchsorted(srt[:, g], grid, side="right") / X.shape[0] for g in range(X.shape[1])])
     return disc
 
 

@@ -255,7 +255,7 @@ class MarginalGenerator(BaseGenerator):
         bounds: tuple[float, float] = DEFAULT_BOUNDS,
         grid_size: int = 32,
         discretization_share: float = 0.3,
-        within_bin: str = "mean",
+        within_bin: str = "sample",
     ):
         super().__init__(eps=eps, delta=delta, random_state=random_state, unit=unit)
         if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or n_bins < 2:

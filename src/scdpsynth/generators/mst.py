@@ -150,9 +150,9 @@ class MSTGenerator(MarginalGenerator):
     eps, delta, random_state, unit
         See :class:`~scdpsynth.generators.BaseGenerator`.
     n_bins, discretization, bounds, grid_size, discretization_share, within_bin
-        See :class:`~scdpsynth.generators.private_pgm.PrivatePGM` (DP quantile bins by default). ``within_bin``
-        defaults to ``"sample"`` here: values drawn within their bin keep gene-gene correlations closer to the real
-        ones than one value per bin.
+        See :class:`~scdpsynth.generators.private_pgm.PrivatePGM` (DP quantile bins and ``within_bin="sample"`` by
+        default: values drawn within their bin keep gene-gene correlations closer to the real ones than one value per
+        bin).
     selection_share
         Share of the budget after discretisation spent on choosing the tree (MST: 1/3).
     smoothing

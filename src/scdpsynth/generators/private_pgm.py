@@ -163,9 +163,11 @@ class PrivatePGM(MarginalGenerator):
     discretization_share
         Share of the budget spent on DP discretisation (default 0.3).
     within_bin
-        ``"mean"`` (default): a synthetic bin maps back to its bin's mean value. ``"sample"``: values are drawn
-        within the bin from the DP histogram's density (spread like data, but the noisy density's tail can give
-        rare extreme values at small eps).
+        ``"sample"`` (default): values are drawn within their bin from the gene's density (the DP histogram's, or
+        the exact empirical CDF with ``discretization="public"`` / non-private fits), so they spread like data; the
+        noisy density's tail can give rare extreme values at small eps. ``"mean"``: a synthetic bin maps back to
+        its bin's mean value (caps the histogram overlap: ALL / flu, 500 genes, privsyn eps=10: 0.11 / 0.13 with
+        ``"mean"``, 0.57 / 0.68 with ``"sample"``, same balanced accuracy; non-private 0.27 / 0.32 -> 0.84 / 0.89).
     iters
         Maximum mirror-descent steps.
     """
