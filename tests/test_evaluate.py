@@ -252,19 +252,23 @@ def three_way():
     a = a[:, np.sort(genes)].copy()
     rest, fresh = sd.pp.train_holdout_split(a, holdout_size=0.2, stratify="cell_type", random_state=1)
     train, hold = sd.pp.train_holdout_split(rest, holdout_size=0.6, stratify="cell_type", random_state=2)
-    df = sd.tl.evaluate(train, _as_synthetic(fresh), holdout=hold, metric_kwargs=FAST)
+    syn = _as_synthetic(fresh)
+    syn.obs["group_id"] = fresh.obs["group_id"].to_numpy()
+    df = sd.tl.evaluate(train, syn, holdout=hold, condition="group_id", metric_kwargs=FAST)
     return train, hold, fresh, df
 
 
 # |value - reference| allowed for a fresh real sample: abs + rel * |reference| (one draw of 312 cells each; counts of
 # edges above r=0.7 vary most: the genes form modules, so edges cross the threshold together, and two samples of
 # this size gave 65 and 115 spurious edges)
-_TOL = {"coexpression": (0.15, 0.5), "knn_distance": (0.1, 0.05), "histogram_overlap": (0.03, 0)}
+_TOL = {"coexpression": (0.15, 0.5), "knn_distance": (0.1, 0.05), "histogram_overlap": (0.03, 0),
+        "de_condition": (0.15, 0)}  # fmt: skip
 
 
 def test_fresh_real_sample_scores_about_the_reference_on_every_metric(three_way):
     _, _, fresh, df = three_way
-    # "all" is the general suite: every registered metric outside a named preset (the CAMDA set)
+    # "all" is the general suite: every registered metric outside a named preset (the CAMDA set); with condition=
+    # that includes de_condition
     assert set(df["metric"]) == {n for n in metrics_registry.names() if not metrics_registry.info(n).get("preset")}
     rows = df[(df["group"] == "all") & df["reference"].notna()]
     assert len(rows) >= 30

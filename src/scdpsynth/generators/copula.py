@@ -390,11 +390,12 @@ class CopulaGenerator(BaseGenerator):
         self._check_fitted()
         class_counts = np.asarray(class_counts, dtype=np.int64)
         blocks = []
+        chunk = max(1000, min(_CHUNK, 20_000_000 // max(self.n_genes_, 1)))  # ~160 MB of uniforms per block
         for k, nk in enumerate(class_counts):
-            for start in range(0, int(nk), _CHUNK):
-                blocks.append(self._sample_type(k, min(_CHUNK, int(nk) - start)))
+            for start in range(0, int(nk), chunk):
+                blocks.append(self._sample_type(k, min(chunk, int(nk) - start)))
         if not blocks:
-            return sparse.csr_matrix((0, self.n_genes_), dtype=np.int64)
+            return sparse.csr_matrix((0, self.n_genes_), dtype=np.int32)
         return sparse.vstack(blocks, format="csr")
 
     def _sampler(self, k: int, level: int) -> TableSampler:

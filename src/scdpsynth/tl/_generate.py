@@ -236,7 +236,7 @@ def generate(
     out_dtype = X.dtype if np.issubdtype(X.dtype, np.integer) else np.dtype(np.float32)
     if counts_out:
         Xs = sparse.csr_matrix(Xs) if not sparse.issparse(Xs) else Xs.tocsr()
-        Xs = Xs.astype(out_dtype) if sparse.issparse(X) else Xs.toarray().astype(out_dtype)
+        Xs = Xs.astype(out_dtype, copy=False) if sparse.issparse(X) else Xs.toarray().astype(out_dtype)
     else:
         Xs = np.asarray(Xs.toarray() if sparse.issparse(Xs) else Xs, dtype=np.float32)
 
