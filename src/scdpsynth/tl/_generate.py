@@ -223,6 +223,8 @@ def generate(
             Xfit = np.log1p(Xfit)
     logger.info("Fitting %s (eps=%s, delta=%g, unit=%s) on %d x %d", method, eps, delta, unit, *adata.shape)
     gen.fit(Xfit, y, n_classes=len(categories), donors=donors)
+    x_dtype, x_sparse = X.dtype, sparse.issparse(X)
+    del X, Xfit  # a matrix read from a backed / dask source is a private copy: free it before sampling
 
     if gen.class_counts_ is None:
         raise RuntimeError(f"{type(gen).__name__}.fit() did not set class_counts_ (its DP class counts): a bug.")
@@ -233,10 +235,10 @@ def generate(
     Xs = gen.sample(counts)
     if not counts_model and transform == "log1p":
         Xs = np.rint(np.expm1(np.clip(Xs, 0, None)))
-    out_dtype = X.dtype if np.issubdtype(X.dtype, np.integer) else np.dtype(np.float32)
+    out_dtype = x_dtype if np.issubdtype(x_dtype, np.integer) else np.dtype(np.float32)
     if counts_out:
         Xs = sparse.csr_matrix(Xs) if not sparse.issparse(Xs) else Xs.tocsr()
-        Xs = Xs.astype(out_dtype, copy=False) if sparse.issparse(X) else Xs.toarray().astype(out_dtype)
+        Xs = Xs.astype(out_dtype, copy=False) if x_sparse else Xs.toarray().astype(out_dtype)
     else:
         Xs = np.asarray(Xs.toarray() if sparse.issparse(Xs) else Xs, dtype=np.float32)
 
