@@ -105,6 +105,7 @@ def test_evaluate_condition_and_errors():
     hold = _adata(*_planted(6))
     res = sd.tl.evaluate(real, syn, holdout=hold, metrics=["de_condition"], groupby="cell_type",
                          condition="group_id", donor_key="sample_id")  # fmt: skip
+    assert (res["contrast"] == "stim vs ctrl").all()
     s = res.set_index(["variant", "group"])
     for key in (("tpr_up", "A"), ("tpr_down", "B")):
         assert s.loc[key, "value"] == 1.0

@@ -17,20 +17,6 @@ def is_in_memory(X) -> bool:
     return isinstance(X, np.ndarray) or sparse.issparse(X)
 
 
-def _is_sparse_source(X) -> bool:
-    if sparse.issparse(X):
-        return True
-    try:  # anndata's backed sparse datasets
-        from anndata.abc import CSCDataset, CSRDataset
-
-        if isinstance(X, CSRDataset | CSCDataset):
-            return True
-    except ImportError:  # pragma: no cover - older anndata
-        pass
-    meta = getattr(X, "_meta", None)  # dask arrays carry a meta array of their chunks' type
-    return meta is not None and sparse.issparse(meta)
-
-
 def _read(X, start: int, stop: int):
     block = X[start:stop]
     if hasattr(block, "compute"):  # dask: computed by the active scheduler (a distributed cluster if one is set)
@@ -63,8 +49,6 @@ def load_matrix(X, chunk_rows: int = CHUNK_ROWS, *, progress: bool | None = None
     if not hasattr(X, "shape") or len(X.shape) != 2:
         raise TypeError(f"Expected a 2-D expression matrix, got {type(X).__name__}.")
     blocks = [b for _, _, b in iter_row_blocks(X, chunk_rows, progress=progress, desc="reading X")]
-    if not blocks:
-        return sparse.csr_matrix(X.shape, dtype=X.dtype) if _is_sparse_source(X) else np.empty(X.shape, X.dtype)
     if any(sparse.issparse(b) for b in blocks):
         return sparse.vstack([sparse.csr_matrix(b) for b in blocks], format="csr")
     return np.vstack(blocks)

@@ -146,6 +146,8 @@ def de_condition(
     pseudo-replicates (see the module docstring: no donor variance, so a higher FPR is expected). Both rates need
     counts for the pseudobulk variants (``counts`` of the :class:`EvalData`).
 
+    Column ``contrast`` names the levels (``"stim vs ctrl"``) when ``real.condition_levels`` does.
+
     Reference (``tl.evaluate``): the same rates of a real holdout sample as large as the synthetic set.
     """
     for what, data in (("real", real), ("synthetic", syn)):
@@ -183,4 +185,5 @@ def de_condition(
                     rows.append({"variant": f"{prefix}{kind}_{direction}", "group": names[k], "value": v})
                     per[kind].append(v)
         rows += [{"variant": f"{prefix}{kind}", "group": "all", "value": _nanmean(v)} for kind, v in per.items()]
-    return tidy([{"metric": "de_condition", **row} for row in rows])
+    contrast = f"{real.condition_levels[1]} vs {real.condition_levels[0]}" if len(real.condition_levels) == 2 else ""
+    return tidy([{"metric": "de_condition", **row, "contrast": contrast} for row in rows])

@@ -30,13 +30,14 @@ def _default_groupby(adata_syn) -> str | None:
     return str(g)
 
 
-def _aligned_matrix(adata, genes: pd.Index, layer: str | None, name: str):
-    """The expression matrix of ``adata`` with columns in the order of ``genes``."""
+def _aligned_matrix(adata, genes: pd.Index, layer: str | None, name: str, X=None):
+    """The expression matrix of ``adata`` (or ``X``, already read from it) with columns in the order of ``genes``."""
     if not adata.var_names.is_unique:
         raise ValueError(f"{name} has duplicate var_names; run {name}.var_names_make_unique() first.")
     if layer is not None and name == "adata_syn" and layer not in adata.layers:
         layer = None  # synthetic data from tl.generate keep their matrix in X
-    X = load_matrix(V.get_matrix(adata, layer))  # backed / dask: read in row chunks (sparse stays sparse)
+    if X is None:
+        X = load_matrix(V.get_matrix(adata, layer))  # backed / dask: read in row chunks (sparse stays sparse)
     if adata.var_names.equals(genes):
         return X
     missing, extra = genes.difference(adata.var_names), adata.var_names.difference(genes)
@@ -96,8 +97,8 @@ def _condition_levels(adata, condition: str) -> pd.Index:
 
 
 def _eval_data(adata, genes, layer, name, *, counts_input: bool, groupby, classes, condition=None, levels=None,
-               donor_key=None) -> EvalData:  # fmt: skip
-    X = _aligned_matrix(adata, genes, layer, name)
+               donor_key=None, X=None) -> EvalData:  # fmt: skip
+    X = _aligned_matrix(adata, genes, layer, name, X)
     V.check_finite(X, f"{name} expression matrix")
     if counts_input:
         values = X.data if sparse.issparse(X) else np.asarray(X)
@@ -399,7 +400,7 @@ def evaluate(
     levels = None if condition is None else _condition_levels(adata_real, condition)
     kw = {"counts_input": counts_input, "groupby": groupby, "classes": classes, "condition": condition,
           "levels": levels, "donor_key": donor_key}  # fmt: skip
-    real = _eval_data(adata_real, genes, layer, "adata_real", **kw)
+    real = _eval_data(adata_real, genes, layer, "adata_real", X=X_real, **kw)
     syn = _eval_data(adata_syn, genes, layer, "adata_syn", **kw)
     hold = _eval_data(holdout, genes, layer, "holdout", **kw) if holdout is not None else None
 
