@@ -425,3 +425,24 @@ def test_coexpression_top_genes_and_no_labels():
     df = coexpression(EvalData(X=real.X), EvalData(X=real.X), n_top_genes=30)
     assert _row(df, "r>0.7:n_real")["value"] == 2 * (15 * 14 / 2)  # the 30 module genes have the top variance
     assert not df["variant"].str.startswith("gfc").any()
+
+
+@pytest.mark.slow  # pynndescent's numba compilation takes about a minute in a fresh environment
+def test_knn_distances_approximate_matches_exact_on_real_data():
+    """pynndescent search (used above EXACT_MAX_PAIRS) finds nearly all exact neighbours on log-normalised Kang:
+    measured 99.75% of closest records and 99.4% of 10-NN distances identical (400 queries, 1,156 references)."""
+    import scdpsynth as sd
+    from scdpsynth._transforms import log_normalise
+    from scdpsynth.metrics.distance import knn_distances
+
+    a = sd.datasets.kang_example()
+    X = log_normalise(a.X)[:, np.argsort(-np.asarray(a.X.sum(axis=0)).ravel())[:200]]
+    query, ref = X[:400], X[400:]
+    exact = knn_distances(query, ref, 10, method="exact")
+    approx = knn_distances(query, ref, 10, method="approximate")
+    assert np.all(approx >= exact - 1e-9)  # exact distances of true records: never closer than the true k-NN
+    assert np.mean(approx[:, 0] == exact[:, 0]) > 0.99  # the closest record (DCR)
+    assert np.mean(np.isclose(approx, exact)) > 0.98
+    np.testing.assert_array_equal(knn_distances(query, ref, 10), exact)  # small: "auto" is exact
+    with pytest.raises(ValueError, match="method must be"):
+        knn_distances(query, ref, 10, method="fast")
