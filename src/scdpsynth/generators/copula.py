@@ -102,18 +102,24 @@ def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger,
                        name="counts", ledger=ledger, rng=rng)  # fmt: skip
     n = np.maximum(released, 1.0)
     mean_cap = count_cap if mean_cap is None else mean_cap
-    cm = X.astype(np.float64)
-    cm.data = np.minimum(cm.data, mean_cap)
-    c = X.astype(np.float64)
-    c.data = np.minimum(c.data, count_cap)
-    vectors = {"mean": cm, "second_moment": c.multiply(c).tocsr(), "nonzero": (c > 0).astype(np.float64)}
+
+    def vector(key):  # the per-cell vectors, built one at a time (memory: one float64 copy of X at a time)
+        v = X.astype(np.float64)
+        if key == "mean":
+            v.data = np.minimum(v.data, mean_cap)
+        elif key == "second_moment":
+            v.data = np.minimum(v.data, count_cap) ** 2
+        else:
+            v.data = (v.data > 0).astype(np.float64)
+        return v
+
     upper = {"mean": mean_cap, "second_moment": count_cap**2, "nonzero": 1.0}
     stats = {}
     for key, clip in clips.items():
         if np.isinf(clip):  # non-private: exact means
-            stats[key] = grouped_sums(vectors[key], y, K) / n[:, None]
+            stats[key] = grouped_sums(vector(key), y, K) / n[:, None]
             continue
-        sums = grouped_sums(clip_rows_l2(vectors[key], clip), y, K)
+        sums = grouped_sums(clip_rows_l2(vector(key), clip), y, K)
         noisy = release(sums, sensitivity=sum_sensitivity(clip, m, neighbouring=neighbouring), rho=rho[key],
                         name=key, ledger=ledger, rng=rng) / n[:, None]  # fmt: skip
         stats[key] = project_mean(noisy, upper=upper[key], norm=clip)
