@@ -7,6 +7,7 @@ import pytest
 from scipy import sparse, stats
 
 import scdpsynth as sd
+from scdpsynth._utils import KnownSeedWarning
 from scdpsynth.generators import _contribution as C
 from scdpsynth.generators import copula as copula_mod
 from scdpsynth.generators import vine_nmf as vine_mod
@@ -446,8 +447,12 @@ def test_vine_nmf_nonprivate_keeps_means(kang_example):
 @pytest.mark.parametrize("method", ["copula", "vine_nmf"])
 def test_full_kang_donor_level(kang_pbmc, method):
     """12,261 cells, 8 donors: donor-level DP output is integer CSR, budget respected, cell types all generated."""
-    syn = sd.tl.generate(kang_pbmc, method, eps=10.0, groupby="cell_type", donor_key="donor_id", n_obs=12_000)
-    # 8 donors: the DP class proportions (sensitivity = the cap, 256 cells) are noisy, the total is the user's
+    # a fixed seed: with 8 donors the DP class counts (sensitivity = the cap, 256 cells; sd ~ 500 cells against ~2,000
+    # kept cells) leave fewer than 3 cell types positive in a few percent of fresh draws
+    with pytest.warns(KnownSeedWarning):
+        syn = sd.tl.generate(kang_pbmc, method, eps=10.0, groupby="cell_type", donor_key="donor_id", n_obs=12_000,
+                             random_state=0)  # fmt: skip
+    # the DP class proportions are noisy, the total is the user's
     assert syn.n_obs == 12_000 and sparse.issparse(syn.X)
     assert np.issubdtype(syn.X.dtype, np.integer)
     priv = syn.uns["scdpsynth"]["privacy"]
