@@ -53,8 +53,24 @@ def _child(args) -> None:
         out["write_s"] = time.perf_counter() - t1
         out["n_syn"] = int(syn.n_obs)
     else:
+        import logging
+
+        class _Times(logging.Handler):  # tl.evaluate logs "Metric <name>: <rows> rows in <s> s" per metric
+            def emit(self, record):
+                name, _, secs = record.args
+                out.setdefault("metric_s", {})[name] = round(float(secs), 1)
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # running peak after this metric
+                out.setdefault("peak_gb_after", {})[name] = round(peak, 2)
+
+        log = logging.getLogger("scdpsynth")
+        log.setLevel(logging.INFO)
+        log.addHandler(_Times(level=logging.INFO))
+        log.handlers[-1].addFilter(lambda r: r.getMessage().startswith("Metric "))
         syn = ad.read_h5ad(args.syn_path, backed="r")
-        res = sd.tl.evaluate(real, syn, metrics=args.metrics, groupby="cell_type")
+        metrics = args.metrics[0] if len(args.metrics) == 1 else args.metrics  # "camda": the whole preset
+        max_cells = None if args.max_cells == "none" else ("auto" if args.max_cells == "auto" else int(args.max_cells))
+        res = sd.tl.evaluate(real, syn, metrics=metrics, groupby="cell_type", max_cells=max_cells)
+        out["subsampled"] = str(res["subsampled"].iloc[0])
         out["evaluate_s"] = time.perf_counter() - t0
         out["values"] = {f"{m} {v}".strip(): float(x) for m, v, x in res[["metric", "variant", "value"]].values}
     out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
@@ -76,6 +92,8 @@ def main():
     ap.add_argument("--eps", default="10")
     ap.add_argument("--evaluate", action="store_true")
     ap.add_argument("--metrics", nargs="+", default=["camda_scc", "camda_pcc", "camda_ilisi"])
+    ap.add_argument("--max-cells", default="auto", help="tl.evaluate's max_cells: auto, none or an integer")
+    ap.add_argument("--reuse", action="store_true", help="skip the fit where the synthetic file already exists")
     ap.add_argument("--workdir", default="/tmp/scdpsynth_scale")
     ap.add_argument("--child", choices=["fit", "evaluate"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
@@ -106,14 +124,16 @@ def main():
                 nnz = float("nan")
             syn_path = work / f"syn_{donors}x{CELLS_PER_DONOR}_{genes}_eps{args.eps}.h5ad"
             base = [sys.executable, __file__, "--path", str(path), "--syn-path", str(syn_path), "--eps", args.eps]
-            fit = _run([*base, "--child", "fit"])
+            fit = {} if args.reuse and syn_path.exists() else _run([*base, "--child", "fit"])
             row = {"cells": donors * CELLS_PER_DONOR, "donors": donors, "genes": genes, "nnz": nnz,
                    "simulate_s": sim_s, "fit_sample_s": fit.get("fit_sample_s"),
                    "fit_peak_gb": fit.get("peak_rss_gb"), "fit_error": fit.get("error")}  # fmt: skip
             if args.evaluate and "error" not in fit:
-                ev = _run([*base, "--child", "evaluate", "--metrics", *args.metrics])
+                ev = _run([*base, "--child", "evaluate", "--max-cells", args.max_cells, "--metrics", *args.metrics])
                 row.update({"evaluate_s": ev.get("evaluate_s"), "evaluate_peak_gb": ev.get("peak_rss_gb"),
-                            "evaluate_error": ev.get("error"), **ev.get("values", {})})  # fmt: skip
+                            "evaluate_error": ev.get("error"), "subsampled": ev.get("subsampled"),
+                            "metric_s": ev.get("metric_s"), "peak_gb_after": ev.get("peak_gb_after"),
+                            **ev.get("values", {})})  # fmt: skip
             rows.append(row)
             print(json.dumps(row), flush=True)
 

@@ -90,6 +90,8 @@ def test_seurat_hvg_matches_scanpy(n_top):
         warnings.simplefilter("ignore")  # n_top_genes > n_genes: scanpy warns and keeps all
         sc.pp.highly_variable_genes(a, flavor="seurat", n_top_genes=n_top)
     ours = seurat_hvg(sparse.csr_matrix(norm), n_top_genes=n_top)
+    blocks = [sparse.csr_matrix(norm[:37]), sparse.csr_matrix(norm[37:])]  # row blocks: the same genes, unstacked
+    np.testing.assert_array_equal(seurat_hvg(blocks, n_top_genes=n_top), ours)
     np.testing.assert_array_equal(ours, a.var["highly_variable"].to_numpy())
 
 
@@ -107,6 +109,9 @@ def test_combat_matches_scanpy():
     a.obs["src"] = b.astype(str)
     sc.pp.combat(a, key="src")
     np.testing.assert_allclose(combat(X, b), a.X, atol=1e-10)
+    shuffled = np.random.default_rng(0).permutation(160)  # batches interleaved, read in blocks of 7 rows
+    np.testing.assert_allclose(combat(X[shuffled], b[shuffled], chunk=7), a.X[shuffled], atol=1e-10)
+    assert combat(X.astype(np.float32), b).dtype == np.float32
 
 
 def test_combat_shifts_zeros_per_batch():
@@ -214,11 +219,20 @@ def test_mmd_emd_corr_known_answers():
     Z = rng.normal(size=(50, 6))
     scipy_w = np.mean([stats.wasserstein_distance(X[:, j], Z[:, j]) for j in range(6)])
     assert C.mean_wasserstein(X, Z) == pytest.approx(scipy_w)  # equal sizes: closed form
+    assert C.mean_wasserstein(X, Z, block=4) == pytest.approx(scipy_w)  # genes in blocks
     scipy_w = np.mean([stats.wasserstein_distance(X[:, j], Y[:, j]) for j in range(6)])
     assert C.mean_wasserstein(X, Y) == pytest.approx(scipy_w)
     W = rng.normal(size=(80, 12))
     assert C.corr_of_corr(W, W) == pytest.approx(1.0)
     assert C.corr_of_corr(W, W[::-1].copy()) == pytest.approx(1.0)  # row order does not matter
+    # the blocked float32 Spearman matrix equals scipy's (ties, a constant column, blocks not dividing the genes)
+    P = rng.poisson(0.4, size=(300, 23)).astype(np.float32)
+    P[:, 4] = 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = np.corrcoef(stats.rankdata(P, axis=0), rowvar=False)
+    got = C._spearman_matrix(P, block=5)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got[~np.isnan(want)], want[~np.isnan(want)], atol=1e-6)
 
 
 def test_prepare_pair_shapes_and_hvg_cap():

@@ -8,7 +8,7 @@ import pytest
 from scipy import sparse
 
 import scdpsynth as sd
-from scdpsynth._chunks import iter_row_blocks, load_matrix
+from scdpsynth._chunks import iter_row_blocks, load_matrix, load_rows
 
 KW = {"groupby": "cell_type", "unit": "donor", "donor_key": "donor_id", "random_state": 0}
 
@@ -68,3 +68,57 @@ def test_dask_input_on_a_local_cluster_matches_in_memory(cohort):
     dense.X = da.from_array(adata.X.toarray(), chunks=(500, adata.n_vars))
     out_dense = _generate(dense).X  # dense input, dense output (the input's format)
     assert isinstance(out_dense, np.ndarray) and np.array_equal(out_dense, ref.X.toarray())
+
+
+def test_load_rows_streams_only_the_selected_rows(cohort):
+    adata, path = cohort
+    backed = ad.read_h5ad(path, backed="r")
+    rows = np.sort(np.random.default_rng(0).choice(adata.n_obs, 301, replace=False))
+    X = load_rows(backed.X, rows, chunk_rows=257)  # selected rows straddle chunk borders
+    assert sparse.isspmatrix_csr(X) and (X != adata.X[rows]).nnz == 0
+    dense = np.arange(12.0).reshape(4, 3)
+    np.testing.assert_array_equal(load_rows(dense, np.array([1, 3])), dense[[1, 3]])
+    for bad in (np.array([2, 1]), np.array([1, 1]), np.array([], int), np.array([0, 4])):
+        with pytest.raises(ValueError, match="sorted"):
+            load_rows(dense, bad)
+
+
+def test_evaluate_max_cells_subsamples_backed_inputs_and_says_so(cohort):
+    """max_cells caps every input at a uniform sample (the same one for backed and in-memory input, same seed), the
+    result names what was subsampled, the user's AnnData keep every cell, and the lazy dense matrix is never built
+    for count-based metrics."""
+    adata, path = cohort
+    syn = _generate(adata)
+    backed = ad.read_h5ad(path, backed="r")
+    kw = {"metrics": ["camda_scc", "camda_pcc"], "groupby": "cell_type", "random_state": 3}
+    res = sd.tl.evaluate(backed, syn, max_cells=500, **kw)
+    mem = sd.tl.evaluate(adata, syn, max_cells=500, **kw)
+    np.testing.assert_allclose(res["value"], mem["value"])
+    note = f"adata_real: 500 of {adata.n_obs:,} cells; adata_syn: 500 of {syn.n_obs:,} cells"
+    assert (res["subsampled"] == note).all()
+    assert (res["n_cells"] <= 500).all() and syn.n_obs > 500 and backed.n_obs == adata.n_obs
+    full = sd.tl.evaluate(adata, syn, max_cells=None, **kw)
+    assert (full["subsampled"] == "").all() and (full["n_cells"] > 500).all()
+    assert not np.allclose(full["value"], res["value"])  # a different (larger) set of cells
+    assert sd.tl.evaluate(adata, syn, **kw)["subsampled"].eq("").all()  # "auto": 50,000 cells, none cut here
+    for bad in ("all", 1, 2.5, True):
+        with pytest.raises(ValueError, match="max_cells"):
+            sd.tl.evaluate(adata, syn, max_cells=bad, **kw)
+
+
+def test_evaldata_x_is_built_only_when_read():
+    from scdpsynth.metrics._base import EvalData, subset
+
+    calls = []
+
+    def build():
+        calls.append(1)
+        return np.arange(6.0).reshape(3, 2)
+
+    data = EvalData(X=build, counts=sparse.csr_matrix(np.ones((3, 2))))
+    part = subset(data, np.array([0, 2]))
+    assert data.n_obs == 3 and part.n_obs == 2 and calls == []
+    np.testing.assert_array_equal(part.X, [[0.0, 1.0], [4.0, 5.0]])
+    assert calls == [1]
+    data.X  # noqa: B018 - built once, then kept
+    assert calls == [1]

@@ -7,7 +7,7 @@ from scipy import sparse
 
 from ._progress import progress_bar
 
-__all__ = ["is_in_memory", "iter_row_blocks", "load_matrix"]
+__all__ = ["is_in_memory", "iter_row_blocks", "load_matrix", "load_rows"]
 
 CHUNK_ROWS = 20_000
 
@@ -52,3 +52,24 @@ def load_matrix(X, chunk_rows: int = CHUNK_ROWS, *, progress: bool | None = None
     if any(sparse.issparse(b) for b in blocks):
         return sparse.vstack([sparse.csr_matrix(b) for b in blocks], format="csr")
     return np.vstack(blocks)
+
+
+def load_rows(X, rows: np.ndarray, chunk_rows: int = CHUNK_ROWS, *, progress: bool | None = None):
+    """The rows ``rows`` (sorted, unique) of ``X`` in memory, read block by block so that only they are kept.
+
+    In-memory input is indexed directly (sparse stays sparse, as CSR); out-of-core input is streamed as in
+    :func:`load_matrix`, each block keeping its selected rows.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0 or np.any(np.diff(rows) <= 0) or rows[0] < 0 or rows[-1] >= X.shape[0]:
+        raise ValueError("rows must be non-empty, sorted, unique and within the matrix.")
+    if is_in_memory(X):
+        return X.tocsr()[rows] if sparse.issparse(X) else X[rows]
+    parts = []
+    for start, stop, block in iter_row_blocks(X, chunk_rows, progress=progress, desc="reading X"):
+        lo, hi = np.searchsorted(rows, [start, stop])
+        if hi > lo:
+            parts.append(block[rows[lo:hi] - start])
+    if any(sparse.issparse(b) for b in parts):
+        return sparse.vstack([sparse.csr_matrix(b) for b in parts], format="csr")
+    return np.vstack(parts)

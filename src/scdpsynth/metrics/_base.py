@@ -34,17 +34,39 @@ __all__ = ["EvalData", "TIDY_COLUMNS", "cached", "subset", "tidy"]
 TIDY_COLUMNS = ["metric", "variant", "group", "value", "reference"]
 
 
+class _Lazy:
+    """Data descriptor for :attr:`EvalData.X`: a callable given as ``X`` is called on first access, and its result
+    kept (metrics that never read ``X``, e.g. the CAMDA ones on counts, never pay for the dense matrix).
+    """
+
+    def __set_name__(self, owner, name):
+        self.slot = "_" + name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            raise AttributeError("X")  # no class-level default: the dataclass field stays required
+        value = obj.__dict__[self.slot]
+        if callable(value):
+            value = obj.__dict__[self.slot] = value()
+        return value
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.slot] = value
+
+
 @dataclass
 class EvalData:
     """Expression matrix with labels, as metrics see it.
 
     ``X`` is dense float (n x d) on the analysis scale (log-expression; counts are log1p-normalised by
-    ``tl.evaluate`` before metrics see them); ``y`` holds integer class codes into ``classes`` (or None);
-    ``donors`` optional donor / sample labels; ``counts`` optionally the raw count matrix (sparse or dense);
-    ``condition`` optional 0/1 codes of a two-level condition (``condition_levels`` names them).
+    ``tl.evaluate`` before metrics see them); it may be given as a function returning that array, called the first
+    time a metric reads ``X``. ``y`` holds integer class codes into ``classes`` (or None); ``donors`` optional
+    donor / sample labels; ``counts`` optionally the raw count matrix (sparse or dense); ``condition`` optional 0/1
+    codes of a two-level condition (``condition_levels`` names them). ``n_obs`` is the number of rows, read without
+    building ``X``.
     """
 
-    X: np.ndarray
+    X: np.ndarray = _Lazy()  # type: ignore[assignment]
     y: np.ndarray | None = None
     classes: list[str] = field(default_factory=list)
     genes: list[str] = field(default_factory=list)
@@ -54,6 +76,13 @@ class EvalData:
     condition_levels: list[str] = field(default_factory=list)
     cache: dict = field(default_factory=dict, repr=False, compare=False)
 
+    @property
+    def n_obs(self) -> int:
+        raw = self.__dict__["_X"]
+        if callable(raw):
+            return int((self.counts if self.counts is not None else raw()).shape[0])
+        return int(raw.shape[0])
+
 
 def subset(data: EvalData, idx: np.ndarray) -> EvalData:
     """The rows ``idx`` of ``data`` (every per-row field; a fresh cache)."""
@@ -61,7 +90,9 @@ def subset(data: EvalData, idx: np.ndarray) -> EvalData:
     def take(a):
         return None if a is None else a[idx]
 
-    return EvalData(X=data.X[idx], y=take(data.y), classes=data.classes, genes=data.genes, donors=take(data.donors),
+    raw = data.__dict__["_X"]
+    X = (lambda: data.X[idx]) if callable(raw) else raw[idx]
+    return EvalData(X=X, y=take(data.y), classes=data.classes, genes=data.genes, donors=take(data.donors),
                     counts=take(data.counts), condition=take(data.condition),
                     condition_levels=data.condition_levels)  # fmt: skip
 

@@ -293,20 +293,45 @@ def _median_gamma(P: np.ndarray, rng: np.random.Generator, max_points: int = 200
     return 1.0 / med if med > 0 else 1.0
 
 
-def mean_wasserstein(X: np.ndarray, Y: np.ndarray) -> float:
+def mean_wasserstein(X: np.ndarray, Y: np.ndarray, block: int = 256) -> float:
     """Mean over columns of scipy's 1-D ``wasserstein_distance`` between ``X[:, j]`` and ``Y[:, j]``.
 
     Equal row counts use the exact closed form ``mean |sort(x) - sort(y)|``, vectorised; otherwise scipy per column.
     """
     if X.shape[0] == Y.shape[0]:
-        return float(np.abs(np.sort(X, axis=0).astype(np.float64) - np.sort(Y, axis=0)).mean(axis=0).mean())
+        per_gene = []
+        for j in range(0, X.shape[1], block):  # column blocks: sorted copies of a few hundred genes at a time
+            sx = np.sort(X[:, j : j + block], axis=0).astype(np.float64)
+            per_gene.append(np.abs(sx - np.sort(Y[:, j : j + block], axis=0)).mean(axis=0))
+        return float(np.concatenate(per_gene).mean())
     return float(np.mean([stats.wasserstein_distance(X[:, j], Y[:, j]) for j in range(X.shape[1])]))
 
 
-def _spearman_matrix(X: np.ndarray) -> np.ndarray:
-    R = stats.rankdata(X, axis=0).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.corrcoef(R, rowvar=False)
+def _spearman_matrix(X: np.ndarray, block: int = 1024) -> np.ndarray:
+    """Gene x gene Spearman matrix of the columns of ``X`` (NaN where a column is constant).
+
+    Ranks are standardised column by column into one float32 copy of ``X`` and multiplied in float64 column blocks,
+    so memory stays near one float32 copy plus one float64 block (``np.corrcoef`` of float64 ranks needed two float64
+    copies: 4 GB for 50,000 cells x 5,000 genes).
+    """
+    n, g = X.shape
+    Z = np.empty((n, g), dtype=np.float32)
+    sd = np.empty(g)
+    for j in range(g):
+        r = stats.rankdata(X[:, j])
+        r -= r.mean()
+        sd[j] = np.sqrt(r @ r)
+        Z[:, j] = r / sd[j] if sd[j] > 0 else 0.0
+    C = np.empty((g, g))
+    for a in range(0, g, block):
+        Za = Z[:, a : a + block].astype(np.float64)
+        for b in range(a, g, block):
+            C[a : a + block, b : b + block] = Za.T @ Z[:, b : b + block].astype(np.float64)
+            C[b : b + block, a : a + block] = C[a : a + block, b : b + block].T
+    const = sd == 0
+    C[const, :] = np.nan
+    C[:, const] = np.nan
+    return C
 
 
 def corr_of_corr(X: np.ndarray, Y: np.ndarray) -> float:
@@ -329,7 +354,8 @@ def _pca(X: np.ndarray, n_comps: int, seed: int) -> np.ndarray:
     n_comps = int(min(n_comps, X.shape[0] - 1, X.shape[1] - 1))
     if n_comps < 1:
         raise ValueError(f"Too little data for PCA: {X.shape}.")
-    return PCA(n_components=n_comps, svd_solver="randomized", random_state=seed).fit_transform(X)
+    # callers pass a pooled copy made for the purpose: centred in place (copy=False) to save one copy of the data
+    return PCA(n_components=n_comps, svd_solver="randomized", random_state=seed, copy=False).fit_transform(X)
 
 
 def _knn(P: np.ndarray, k: int, seed: int, pynndescent_above: int = 50_000):
@@ -393,13 +419,25 @@ def discriminator_auc(
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import train_test_split
 
-    X = np.vstack([Xr, Xo]).astype(np.float64)
-    y = np.concatenate([np.zeros(Xr.shape[0], int), np.ones(Xo.shape[0], int)])
+    n_r = Xr.shape[0]
+    y_all = np.concatenate([np.zeros(n_r, int), np.ones(Xo.shape[0], int)])
+    # the split of sklearn's train_test_split(X, y, ...); the pooled matrix is laid out train rows first, so the two
+    # parts are views of one float32 array (sklearn's trees work in float32) and ComBat, blind to row order, runs on
+    # it in place: one copy of the data in all
+    tr, te = train_test_split(np.arange(y_all.size), test_size=test_size, random_state=seed)
+    order = np.concatenate([tr, te])
+    X = np.empty((order.size, Xr.shape[1]), dtype=np.float32)
+    for s in range(0, order.size, 8192):
+        rows = order[s : s + 8192]
+        from_r = rows < n_r
+        X[s : s + 8192][from_r] = Xr[rows[from_r]]
+        X[s : s + 8192][~from_r] = Xo[rows[~from_r] - n_r]
+    y = y_all[order]
     if use_combat:
-        X = combat(X, y).astype(np.float32)
+        combat(X, y, inplace=True)  # float64 arithmetic in row blocks
     else:  # log-normalised expression is mostly zeros: sklearn's trees split sparse input ~2-3x faster
-        X = sparse.csr_matrix(X.astype(np.float32))
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_size, random_state=seed)
+        X = sparse.csr_matrix(X)
+    Xtr, Xte, ytr, yte = X[: tr.size], X[tr.size :], y[: tr.size], y[tr.size :]
     if np.unique(yte).size < 2 or np.unique(ytr).size < 2:
         return float("nan")
     rf = RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth, random_state=seed, n_jobs=n_jobs)
@@ -615,7 +653,7 @@ def camda_mmd(
         A, B = A[ia], B[ib]
         A = A.toarray() if sparse.issparse(A) else A
         B = B.toarray() if sparse.issparse(B) else B
-        P = _pca(np.vstack([A, B]).astype(np.float64), n_pcs, seed)
+        P = _pca(np.vstack([A, B]).astype(np.float32, copy=False), n_pcs, seed).astype(np.float64)
         Pa, Pb = P[: len(ia)], P[len(ia) :]
         n_used = min(ia.size, ib.size)
         out = {f"{used},gamma={gamma:g},sample={sample_size}": (mmd_rbf(Pa, Pb, gamma=gamma), n_used)}
