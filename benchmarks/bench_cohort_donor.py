@@ -48,6 +48,13 @@ def main():
     ap.add_argument("--n-syn", type=int, default=20000)
     ap.add_argument("--n-eval", type=int, default=20000)
     ap.add_argument("--cells-per-donor-attack", type=int, default=20)
+    ap.add_argument(
+        "--donor-aggregation",
+        nargs="+",
+        default=["mean"],
+        choices=["mean", "sum"],
+        help="copula's donor_aggregation (each value is one row per eps)",
+    )
     args = ap.parse_args()
     sd.settings.progress = False
     warnings.simplefilter("ignore")
@@ -66,19 +73,21 @@ def main():
           f"{train_eval.n_obs} / {hold_eval.n_obs} cells; attack on {train_att.n_obs} member / {hold_att.n_obs} "
           f"non-member cells ({args.cells_per_donor_attack} per donor)")  # fmt: skip
     rows = []
-    for method in args.methods:
+    cases = [(mth, agg) for mth in args.methods for agg in (args.donor_aggregation if mth == "copula" else [None])]
+    for method, agg in cases:
         for e in args.eps:
             eps = None if e == "none" else float(e)
+            kw = {} if agg is None else {"donor_aggregation": agg}
             t0 = time.perf_counter()
             syn = sd.tl.generate(train, method, eps=eps, groupby="cell_type", unit="donor", donor_key="donor_id",
-                                 n_obs=args.n_syn)  # fmt: skip
+                                 n_obs=args.n_syn, **kw)  # fmt: skip
             fit_s = time.perf_counter() - t0
             ev = sd.tl.evaluate(train_eval, syn, holdout=hold_eval, metrics=["camda_ilisi", "camda_scc"],
                                 groupby="cell_type")  # fmt: skip
             ev = ev.set_index("metric")
             att = sd.tl.attack(train_att, hold_att, syn, method="dcr", unit="donor", donor_key="donor_id")
             res = att["results"].iloc[0]
-            rows.append({"method": method, "eps": e, "fit_sample_s": fit_s,
+            rows.append({"method": method, "donor_aggregation": agg or "-", "eps": e, "fit_sample_s": fit_s,
                          "ilisi": ev.loc["camda_ilisi", "value"], "ilisi_real": ev.loc["camda_ilisi", "reference"],
                          "scc": ev.loc["camda_scc", "value"], "scc_real": ev.loc["camda_scc", "reference"],
                          "donor_mia_auroc": res["auroc"], "n_member_donors": res["n_members"],

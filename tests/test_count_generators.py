@@ -69,14 +69,40 @@ def test_cap_cells_per_donor():
     np.testing.assert_array_equal(keep[donors[keep] == 1], [10, 11, 12])  # small donors kept whole
 
 
+def test_donor_type_weights_known_answer():
+    donors = np.array(["a", "a", "b", "b", "b", "c"])
+    y = np.array([0, 1, 0, 0, 1, 1])
+    np.testing.assert_allclose(C.donor_type_weights(donors, y, 2), [1, 1, 0.5, 0.5, 1, 1])
+    # weighted per-type sums of a per-cell value = sum over donors of each donor's per-type mean
+    v = np.array([[1.0], [2.0], [3.0], [5.0], [7.0], [11.0]])
+    w = C.donor_type_weights(donors, y, 2)
+    np.testing.assert_allclose(C.grouped_sums(v * w[:, None], y, 2)[:, 0], [1 + 4, 2 + 7 + 11])
+    assert C.donor_mean_multiplier(256, 8) == pytest.approx(np.sqrt(8))
+    assert C.donor_mean_multiplier(3, 8) == pytest.approx(np.sqrt(3))  # a donor of 3 cells spans <= 3 types
+    with pytest.raises(ValueError, match="donors has"):
+        C.donor_type_weights(donors[:3], y, 2)
+
+
 def test_generator_ledger_states_donor_sensitivity():
-    """Hand-computed: m=7 cells per donor; clip_mean=2 -> 14; counts -> 7; copula: 7 * (1.5^2 * p)."""
+    """Hand-computed. Donor means (default), K = 2 types, m = 7: every sensitivity is sqrt(min(K, m)) = sqrt(2) clips
+    (mean 2 sqrt 2, copula 1.5^2 p sqrt 2); cell counts keep m = 7. Cell sums: m = 7 clips (mean 14)."""
     X = sparse.csr_matrix(np.random.default_rng(0).poisson(2.0, size=(60, 12)))
     y = np.repeat([0, 1], 30)
     donors = np.tile(np.arange(4), 15)
-    gen = CopulaGenerator(eps=1.0, unit="donor", max_cells_per_donor=7, clip_mean=2.0, n_copula_genes=5)
-    gen.fit(X, y, n_classes=2, donors=donors)
+    kw = {"eps": 1.0, "unit": "donor", "max_cells_per_donor": 7, "clip_mean": 2.0, "n_copula_genes": 5}
+    gen = CopulaGenerator(**kw).fit(X, y, n_classes=2, donors=donors)
     sens = {e["name"]: e["sensitivity"] for e in gen.ledger.entries}
+    r2 = np.sqrt(2.0)
+    assert sens == pytest.approx({"counts": 7.0, "donors": r2, "mean": 2 * r2, "second_moment": 6000 * r2,
+                                  "nonzero": 25 * r2, "library": r2, "copula": 1.5**2 * 5 * r2})  # fmt: skip
+    shares = gen._rho()
+    assert shares["donors"] > 0
+    for e in gen.ledger.entries:  # sigma = sensitivity / sqrt(2 rho_share), as drawn
+        assert e["noise"] == pytest.approx(e["sensitivity"] / np.sqrt(2 * shares[e["name"]]))
+    assert any("per-type donor means" in s for s in gen.scope)
+    gen = CopulaGenerator(donor_aggregation="sum", **kw).fit(X, y, n_classes=2, donors=donors)
+    sens = {e["name"]: e["sensitivity"] for e in gen.ledger.entries}
+    assert "donors" not in sens and "donors" not in gen._rho()
     assert sens["counts"] == 7.0
     assert sens["mean"] == 14.0
     assert sens["nonzero"] == 7 * 25.0
@@ -91,15 +117,19 @@ def test_generator_ledger_states_donor_sensitivity():
     gen = CopulaGenerator(eps=1.0, clip_mean=2.0, n_copula_genes=5, neighbouring="replace").fit(X, y, n_classes=2)
     assert {e["name"]: e["sensitivity"] for e in gen.ledger.entries}["mean"] == 4.0
     assert gen.privacy_report()["neighbouring"] == "replace" == gen.ledger.to_dict()["neighbouring"]
-    # vine_nmf: gram m * clip_lognorm^2, factor histograms m * sqrt(k)
-    gen = VineNMFGenerator(eps=1.0, unit="donor", max_cells_per_donor=7, n_factors=4, n_hvg=8, clip_lognorm=3.0)
-    gen.fit(X, y, n_classes=2, donors=donors)
-    sens = {e["name"]: e["sensitivity"] for e in gen.ledger.entries}
-    assert sens["gram"] == 7 * 9.0
-    assert sens["factor_hist"] == pytest.approx(7 * 2.0)
-    assert sens["library"] == 7.0
-    assert sens["vine_level_1"] == pytest.approx(7 * 1.5**2 * 4)
-    assert sens["vine_level_2"] == pytest.approx(7 * 1.5**2 * 3)
+    # vine_nmf: the pooled gram m * clip_lognorm^2; per-type releases sqrt(2) (donor means) or m (cell sums) times
+    # their clip: factor histograms sqrt(k), vine levels 1.5^2 p
+    vkw = {"eps": 1.0, "unit": "donor", "max_cells_per_donor": 7, "n_factors": 4, "n_hvg": 8, "clip_lognorm": 3.0}
+    for agg, mult in (("mean", r2), ("sum", 7.0)):
+        gen = VineNMFGenerator(donor_aggregation=agg, **vkw).fit(X, y, n_classes=2, donors=donors)
+        sens = {e["name"]: e["sensitivity"] for e in gen.ledger.entries}
+        assert sens["gram"] == 7 * 9.0
+        assert sens["factor_hist"] == pytest.approx(mult * 2.0)
+        assert sens["library"] == pytest.approx(mult)
+        assert sens["mean"] == pytest.approx(mult * 150.0)
+        assert sens["vine_level_1"] == pytest.approx(mult * 1.5**2 * 4)
+        assert sens["vine_level_2"] == pytest.approx(mult * 1.5**2 * 3)
+        assert ("donors" in sens) == (agg == "mean")
 
 
 # --------------------------------------------------------------------------- sensitivities: empirical neighbours
@@ -139,8 +169,7 @@ def test_removing_one_donor_changes_each_release_by_at_most_sensitivity(cls, kan
     full, nbr = runs
     # releases computed from the data given earlier releases only (PIT-based ones are checked at function level)
     names = ["counts", "mean", "second_moment", "nonzero", "library"]
-    if cls is VineNMFGenerator:
-        names += ["gram", "factor_hist"]
+    names += ["gram", "factor_hist", "donors"] if cls is VineNMFGenerator else ["donors"]
     for name in names:
         diff = np.linalg.norm(full.values[name] - nbr.values[name])
         assert diff > 0, name  # the donor does contribute
@@ -149,7 +178,7 @@ def test_removing_one_donor_changes_each_release_by_at_most_sensitivity(cls, kan
     assert np.linalg.norm(full.values["counts"] - nbr.values["counts"]) <= m
 
 
-@pytest.mark.parametrize("cls", GENERATORS)
+@pytest.mark.parametrize("cls", [*GENERATORS, "copula_sum"])
 def test_removing_a_large_donor_is_bounded_by_a_binding_cap(cls, kang_small, monkeypatch):
     """25 donors of 10 cells and one of 50: with the cap m = 10 binding for the large donor, removing it changes every
     data-only release by at most its stated sensitivity (the counts by exactly m). Without the cap the per-type counts
@@ -157,7 +186,10 @@ def test_removing_a_large_donor_is_bounded_by_a_binding_cap(cls, kang_small, mon
     X, y, _, K = _arrays(kang_small)
     donors = np.r_[np.repeat(np.arange(25), 10), np.full(X.shape[0] - 250, 25)]
     m = 10
-    kw = {"eps": 1.0, "unit": "donor", "max_cells_per_donor": m, **SMALL_KW[cls]}
+    extra = {}
+    if cls == "copula_sum":  # cell sums instead of donor means
+        cls, extra = CopulaGenerator, {"donor_aggregation": "sum"}
+    kw = {"eps": 1.0, "unit": "donor", "max_cells_per_donor": m, **SMALL_KW[cls], **extra}
     keep = donors != 25
     runs = []
     for Xd, yd, dd in ((X, y, donors), (X[keep], y[keep], donors[keep])):
@@ -170,7 +202,8 @@ def test_removing_a_large_donor_is_bounded_by_a_binding_cap(cls, kang_small, mon
     assert full.sens["counts"] == m
     # the donor's m kept cells spread over the types: the count vector moves by sqrt(sum_k m_k^2), in [m/sqrt(K), m]
     assert m / np.sqrt(K) - 1e-9 <= np.linalg.norm(full.values["counts"] - nbr.values["counts"]) <= m
-    names = ["mean", "second_moment", "nonzero", "library"] + (["gram"] if cls is VineNMFGenerator else [])
+    names = ["mean", "second_moment", "nonzero", "library"]
+    names += ["gram", "donors"] if cls is VineNMFGenerator else ([] if extra else ["donors"])
     for name in names:
         diff = np.linalg.norm(full.values[name] - nbr.values[name])
         assert 0 < diff <= full.sens[name] * (1 + 1e-9), (name, diff, full.sens[name])
@@ -544,3 +577,40 @@ def test_nb_baseline_is_a_nonprivate_reference_floor(kang_small):
     assert syn.uns["scdpsynth"]["privacy"]["private"] is False
     row = sd.tl.list_methods().set_index("name").loc["nb_baseline"]
     assert row["private"].startswith("no") and "reference floor" in row["summary"].lower()
+
+
+def test_donor_means_estimate_the_average_donor_with_less_noise_than_cell_sums(monkeypatch):
+    """Simulated cohort of 40 donors x 60 cells (cap m = 60 keeps every cell). Noise-free, the donor-mean release is
+    the average over donors of each donor's per-type mean (known answer). At the same budget its error is below the
+    cell sums': their noise sd per type is sqrt(K) / D_k against m / n_k clips, i.e. a ratio of about sqrt(K) times
+    the type's share of cells (0.1-0.8 here); we require the median ratio over types to be under 0.6. (The raw noisy
+    means are compared: the projection onto the means' bounds would truncate both errors.)"""
+    ad = sd.datasets.simulate_cohort(40, 60, 200, random_state=0)
+    X, y, donors, K = _arrays(ad)
+    m = int(np.bincount(donors).max())
+    w = C.donor_type_weights(donors, y, K)
+    kw = {"m": m, "neighbouring": "add_remove", "count_cap": np.inf, "mean_cap": np.inf}
+    exact = dict.fromkeys(["counts", "donors", "mean"], np.inf)
+    _, st = copula_mod.dp_count_moments(X, y, K, clips={"mean": np.inf}, rho=exact, ledger=None, rng=None,
+                                        cell_weights=w, m_weighted=C.donor_mean_multiplier(m, K), **kw)  # fmt: skip
+    Xd = X.toarray()
+    want = np.zeros((K, X.shape[1]))
+    for k in range(K):
+        for d in np.unique(donors[y == k]):
+            want[k] += Xd[(y == k) & (donors == d)].mean(0)
+        want[k] /= np.unique(donors[y == k]).size
+    np.testing.assert_allclose(st["mean"], want, rtol=1e-10)
+    np.testing.assert_allclose(st["denominator"], [np.unique(donors[y == k]).size for k in range(K)])
+    cell_mean = C.grouped_sums(X, y, K) / np.bincount(y, minlength=K)[:, None]
+    rho = {"counts": 0.5, "donors": 0.5, "mean": 0.5}
+    monkeypatch.setattr(copula_mod, "project_mean", lambda M, *, upper, norm: M)
+    err = {}
+    for mode in ("mean", "sum"):
+        led = sd.privacy.Ledger()
+        wk = {"cell_weights": w, "m_weighted": C.donor_mean_multiplier(m, K)} if mode == "mean" else {}
+        _, st = copula_mod.dp_count_moments(X, y, K, clips={"mean": 150.0}, rho=rho, ledger=led,
+                                            rng=np.random.default_rng(11), **wk, **kw)  # fmt: skip
+        truth = want if mode == "mean" else cell_mean
+        err[mode] = np.sqrt(((st["mean"] - truth) ** 2).mean(axis=1))
+    ratio = err["mean"] / err["sum"]
+    assert np.median(ratio) < 0.6, ratio

@@ -19,6 +19,16 @@ are not assumed public inside the generator.
 
 For a Gram statistic ``sum_i z_i z_i^T`` with ``||z_i||_2 <= C`` each term has Frobenius norm ``||z_i||^2 <= C^2``,
 so the same argument gives sensitivity ``m C^2`` (``C^2`` per cell).
+
+**Donor means** (:func:`donor_type_weights`). Summing a donor's cells makes its contribution grow with its cell
+count, so the noise of a per-type mean is about ``K / n_donors`` of the clip (``K`` cell types) whatever ``m`` is.
+Weighting each cell by ``w_i = 1 / n_dk`` (``n_dk`` the donor's kept cells of the cell's type) makes block ``k`` of
+a donor's contribution the *mean* of its clipped vectors, of norm at most ``C``; a donor spans at most
+``min(K, m)`` types, so the concatenation changes by at most ``C sqrt(min(K, m))`` (``C^2 sqrt(min(K, m))`` for a
+Gram sum), and the weighted count ``sum_i w_i`` (donors per type) by at most ``sqrt(min(K, m))``. Dividing the
+weighted sums by the released donor counts estimates the mean over donors of each donor's per-type mean: its noise
+is about ``sqrt(K) / n_donors`` of the clip, a factor ``sqrt(K)`` below the cell sums'
+(:func:`donor_mean_multiplier` gives the factor that replaces ``m``).
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ __all__ = [
     "cap_cells_per_donor",
     "clip_rows_l2",
     "contribution_bound",
+    "donor_mean_multiplier",
+    "donor_type_weights",
     "grouped_sums",
     "grouped_gram",
     "release",
@@ -85,6 +97,27 @@ def cap_cells_per_donor(donors: np.ndarray, max_cells: int, rng: np.random.Gener
             idx = rng.choice(idx, size=max_cells, replace=False)
         keep.append(idx)
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
+
+
+def donor_type_weights(donors: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-cell weights ``1 / n_dk``: one over the number of cells sharing the cell's donor and type.
+
+    The weights of each (donor, type) pair sum to 1, so weighted per-type sums add one donor mean per donor and type
+    (see the module docstring for the sensitivities).
+    """
+    donors = np.asarray(donors)
+    y = np.asarray(y, dtype=np.int64)
+    if donors.shape != y.shape:
+        raise ValueError(f"donors has {donors.shape[0]} entries for {y.shape[0]} cells.")
+    _, codes = np.unique(donors, return_inverse=True)
+    pair = codes.astype(np.int64) * int(n_classes) + y
+    _, inv, size = np.unique(pair, return_inverse=True, return_counts=True)
+    return 1.0 / size[inv].astype(np.float64)
+
+
+def donor_mean_multiplier(m: int, n_classes: int) -> float:
+    """``sqrt(min(K, m))``: what replaces the cell cap ``m`` in sensitivities of donor-mean weighted sums."""
+    return math.sqrt(min(int(n_classes), int(m)))
 
 
 def clip_rows_l2(A, clip: float):

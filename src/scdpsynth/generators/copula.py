@@ -31,6 +31,14 @@ and ``m = max_cells_per_donor`` for ``unit="donor"``, where each donor's cells a
 
 Each cell belongs to one cell type, so every release covers all cell types at once (parallel composition for
 cells; for donors the total cap ``m`` bounds the concatenated change, see ``_contribution``).
+
+Donor means (``unit="donor"``, ``donor_aggregation="mean"``, default): every per-cell vector above is weighted by
+``1 / n_dk`` (``n_dk`` the donor's kept cells of that type) before summing, so each donor adds its per-type mean;
+sensitivities use ``sqrt(min(K, m))`` in place of ``m``, a ``donors`` release (donors per type, sensitivity
+``sqrt(min(K, m))``) gives the denominators, and the cell ``counts`` release (sensitivity ``m``) only sets the
+cell-type proportions of the synthetic data. The estimate is the average donor's profile; its noise is about
+``sqrt(K) / n_donors`` clips per type instead of ``K / n_donors`` (cell sums are less noisy only for a type holding
+more than ``1 / sqrt(K)`` of the cells).
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ from ._contribution import (
     cap_cells_per_donor,
     clip_rows_l2,
     contribution_bound,
+    donor_mean_multiplier,
+    donor_type_weights,
     grouped_sums,
     release,
     sum_sensitivity,
@@ -87,20 +97,44 @@ def project_mean(M: np.ndarray, *, upper: float, norm: float) -> np.ndarray:
     return M * np.minimum(1.0, norm / np.maximum(nrm, 1e-300))
 
 
-def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger, rng, mean_cap=None):
+def _weighted(A, w):
+    """Rows of ``A`` (CSR or dense) scaled by ``w`` (``None``: ``A`` itself)."""
+    if w is None:
+        return A
+    if sparse.issparse(A):
+        A.data *= np.repeat(w, np.diff(A.indptr))
+        return A
+    return A * w[:, None]
+
+
+def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger, rng, mean_cap=None,
+                     cell_weights=None, m_weighted=None):  # fmt: skip
     """Noisy per-type cell counts and means of ``min(x, cap)``, its square and ``1[x > 0]`` (each ``K x d``).
 
     Releases ``counts`` (sensitivity ``m``) and, for each key of ``clips`` (``"mean"``, ``"second_moment"``,
     ``"nonzero"``), the per-type sums of the per-cell vectors clipped to L2 norm ``clips[key]`` (sensitivity
     ``m * clips[key]``), each with budget ``rho[key]``. Means divide by the noisy counts (at least 1) and are
-    projected with :func:`project_mean`. Returns the released counts as drawn (possibly below 1) and the means.
+    projected with :func:`project_mean`. Returns the released counts as drawn (possibly below 1) and the means;
+    ``stats["denominator"]`` holds the (noisy) denominators used.
     ``mean_cap`` (default ``count_cap``) caps the entries of the ``"mean"`` vectors; ``np.inf`` leaves them uncapped
     (the L2 clip alone bounds the sensitivity). A clip of ``np.inf`` (non-private fits) skips clipping.
+
+    ``cell_weights`` (donor means, :func:`~scdpsynth.generators._contribution.donor_type_weights`): the clipped
+    vectors are weighted before summing, the weighted counts (donors per type) are released as ``donors`` (budget
+    ``rho["donors"]``) and serve as denominators, and every sensitivity uses ``m_weighted`` in place of ``m``.
     """
     ones = grouped_sums(np.ones((X.shape[0], 1)), y, K)[:, 0]
     released = release(ones, sensitivity=sum_sensitivity(1.0, m, neighbouring=neighbouring), rho=rho["counts"],
                        name="counts", ledger=ledger, rng=rng)  # fmt: skip
-    n = np.maximum(released, 1.0)
+    w = None if cell_weights is None else np.asarray(cell_weights, dtype=np.float64)
+    if w is None:
+        n = np.maximum(released, 1.0)
+    else:
+        m = float(m_weighted)
+        units = release(grouped_sums(w[:, None], y, K)[:, 0],
+                        sensitivity=sum_sensitivity(1.0, m, neighbouring=neighbouring),
+                        rho=rho["donors"], name="donors", ledger=ledger, rng=rng)  # fmt: skip
+        n = np.maximum(units, 1.0)
     mean_cap = count_cap if mean_cap is None else mean_cap
 
     def vector(key):  # the per-cell vectors, built one at a time (memory: one float64 copy of X at a time)
@@ -117,12 +151,13 @@ def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger,
     stats = {}
     for key, clip in clips.items():
         if np.isinf(clip):  # non-private: exact means
-            stats[key] = grouped_sums(vector(key), y, K) / n[:, None]
+            stats[key] = grouped_sums(_weighted(vector(key), w), y, K) / n[:, None]
             continue
-        sums = grouped_sums(clip_rows_l2(vector(key), clip), y, K)
+        sums = grouped_sums(_weighted(clip_rows_l2(vector(key), clip), w), y, K)
         noisy = release(sums, sensitivity=sum_sensitivity(clip, m, neighbouring=neighbouring), rho=rho[key],
                         name=key, ledger=ledger, rng=rng) / n[:, None]  # fmt: skip
         stats[key] = project_mean(noisy, upper=upper[key], norm=clip)
+    stats["denominator"] = n
     return released, stats
 
 
@@ -178,6 +213,12 @@ class CopulaGenerator(BaseGenerator):
         from 0.75 to 0.73 and lifts iLISI from 0.87 to 0.90; 300 genes at eps=10 lower iLISI from 0.70 to 0.56).
     max_cells_per_donor
         Donor-level cap ``m``: cells kept per donor (over all cell types); only for ``unit="donor"``.
+    donor_aggregation
+        ``unit="donor"`` only. ``"mean"`` (default): every release sums each donor's per-type *mean* of its clipped
+        per-cell vectors (cell weights ``1 / n_dk``) and divides by the released number of donors per type, with
+        sensitivity ``sqrt(min(K, m))`` clips instead of ``m`` (see :mod:`~scdpsynth.generators._contribution`):
+        about ``sqrt(K)`` times less relative noise. It estimates the average donor's profile rather than the
+        average cell's. ``"sum"``: plain per-type sums of the kept cells (sensitivity ``m`` clips).
     count_cap
         Per-entry cap on counts before the second moment and zero fraction are taken (limits the influence of a single
         huge count).
@@ -220,6 +261,7 @@ class CopulaGenerator(BaseGenerator):
         unit: str = "sample",
         n_copula_genes: int | None = None,
         max_cells_per_donor: int = 256,
+        donor_aggregation: str = "mean",
         count_cap: int = 50,
         mean_cap: float | None = None,
         clip_mean: float = 150.0,
@@ -247,6 +289,9 @@ class CopulaGenerator(BaseGenerator):
                 raise ValueError(f"{nm} must be > 0, got {v!r}.")
         self.n_copula_genes = int(n_copula_genes)
         self.max_cells_per_donor = int(max_cells_per_donor)
+        if donor_aggregation not in ("mean", "sum"):
+            raise ValueError(f"donor_aggregation must be 'mean' or 'sum', got {donor_aggregation!r}.")
+        self.donor_aggregation = donor_aggregation
         self.count_cap = int(count_cap)
         self.clip_mean, self.clip_sq, self.clip_nonzero = float(clip_mean), float(clip_sq), float(clip_nonzero)
         self.score_clip = float(score_clip)
@@ -258,8 +303,8 @@ class CopulaGenerator(BaseGenerator):
             raise ValueError(f"mean_cap must be > 0 or None, got {mean_cap!r}.")
         self.mean_cap = mean_cap
         self.neighbouring = self.ledger.neighbouring = _check_neighbouring(neighbouring)
-        self.weights = {"counts": 0.05, "mean": 0.3, "second_moment": 0.2, "nonzero": 0.15, "library": 0.05,
-                        "copula": 0.25}  # fmt: skip
+        self.weights = {"counts": 0.05, "donors": 0.05, "mean": 0.3, "second_moment": 0.2, "nonzero": 0.15,
+                        "library": 0.05, "copula": 0.25}  # fmt: skip
         if weights is not None:
             unknown = set(weights) - set(self.weights)
             if unknown:
@@ -274,6 +319,7 @@ class CopulaGenerator(BaseGenerator):
         return {
             "n_copula_genes": self.n_copula_genes,
             "max_cells_per_donor": self.max_cells_per_donor if self.unit == "donor" else "None",
+            "donor_aggregation": self.donor_aggregation if self.unit == "donor" else "None",
             "count_cap": self.count_cap,
             "mean_cap": "None" if self.mean_cap is None else self.mean_cap,
             "clip_mean": self.clip_mean,
@@ -292,12 +338,18 @@ class CopulaGenerator(BaseGenerator):
         w = {k: v for k, v in self.weights.items() if k != "copula" or self.n_copula_genes >= 2}
         if not self.size_factors:
             w.pop("library")
+        if not self._donor_means:
+            w.pop("donors")
         if not self.private:
             return {k: np.inf for k in w}
         return {k: r * _SAFETY for k, r in self.budget.split(**w).items()}
 
+    @property
+    def _donor_means(self) -> bool:
+        return self.unit == "donor" and self.donor_aggregation == "mean"
+
     def _bound(self, X, y, donors):
-        """Rows kept after the donor cap (all rows for ``unit="sample"``)."""
+        """Rows kept after the donor cap (all rows for ``unit="sample"``), and the donors of the kept rows."""
         if self.unit == "donor":
             if donors is None:
                 raise ValueError("unit='donor' needs donors= (integer donor codes per cell) in fit().")
@@ -307,9 +359,10 @@ class CopulaGenerator(BaseGenerator):
             keep = cap_cells_per_donor(donors, self.m_, self.rng)
             self.scope.append(
                 f"donor-level DP: at most {self.m_} cells per donor used (random subsample), per-cell clipping"
+                + (", per-type donor means" if self._donor_means else "")
             )
-            return X[keep], y[keep]
-        return X, y
+            return X[keep], y[keep], donors[keep]
+        return X, y, None
 
     def fit(self, X, y, *, n_classes: int, donors=None):
         X = _check_counts_matrix(X)
@@ -320,7 +373,10 @@ class CopulaGenerator(BaseGenerator):
         K, d = int(n_classes), X.shape[1]
         self.n_genes_ = d
         rho = self._rho()
-        X, y = self._bound(X, y, donors)
+        X, y, donors = self._bound(X, y, donors)
+        # donor means: cell weights 1 / n_dk and the multiplier sqrt(min(K, m)) in place of m in every sensitivity
+        self._w = donor_type_weights(donors, y, K) if self._donor_means else None
+        self._mult = donor_mean_multiplier(self.m_, K) if self._donor_means else self.m_
         clips = {"mean": self.clip_mean, "second_moment": self.clip_sq, "nonzero": self.clip_nonzero}
         mean_cap = self.count_cap if self.mean_cap is None else self.mean_cap
         if not self.private:
@@ -328,15 +384,18 @@ class CopulaGenerator(BaseGenerator):
         released, st = dp_count_moments(
             X, y, K, m=self.m_, neighbouring=self.neighbouring,
             count_cap=self.count_cap if self.private else np.inf, clips=clips, rho=rho, ledger=self.ledger,
-            rng=self.rng, mean_cap=mean_cap,
+            rng=self.rng, mean_cap=mean_cap, cell_weights=self._w, m_weighted=self._mult,
         )  # fmt: skip
         dispersion = self.dispersion if self.dispersion != "auto" else ("zeros" if self.private else "moments")
         self.class_counts_ = released  # DP per-type cell counts (of the cells kept after the donor cap)
-        self.n_released_ = np.maximum(released, 1.0)
+        self.n_released_ = st.pop("denominator")  # noisy cells (or donors, for donor means) per type, >= 1
         lib = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
         if self.size_factors:
-            hist = release(grouped_sums(library_onehot(lib), y, K),
-                           sensitivity=sum_sensitivity(1.0, self.m_, neighbouring=self.neighbouring),
+            onehot = library_onehot(lib)
+            if self._w is not None:
+                onehot = onehot.multiply(self._w[:, None]).tocsr()
+            hist = release(grouped_sums(onehot, y, K),
+                           sensitivity=sum_sensitivity(1.0, self._mult, neighbouring=self.neighbouring),
                            rho=rho["library"], name="library", ledger=self.ledger, rng=self.rng)  # fmt: skip
             self.size_levels_ = size_factor_levels(hist, self.n_size_levels)  # (K, L), post-processing
             # each real cell's level (for its copula scores): nearest level to its library size over the type's
@@ -365,6 +424,7 @@ class CopulaGenerator(BaseGenerator):
         self.scope.append(
             f"count_cap={self.count_cap} and clipping norms are fixed hyper-parameters (not data-derived)"
         )
+        self._w = None  # per-cell weights are not kept past the fit
         self.fitted_ = True
         return self
 
@@ -384,8 +444,8 @@ class CopulaGenerator(BaseGenerator):
                     continue
                 marg = self._level_marginals(k, lv, genes[k])
                 Z = clip_rows_l2(_scores_direct(X[rows][:, genes[k]].toarray(), marg, self.rng), clip)
-                gram[k] += Z.T @ Z
-        gram = release(gram, sensitivity=sum_sensitivity(clip, self.m_, neighbouring=self.neighbouring, power=2),
+                gram[k] += Z.T @ (Z if self._w is None else Z * self._w[rows, None])
+        gram = release(gram, sensitivity=sum_sensitivity(clip, self._mult, neighbouring=self.neighbouring, power=2),
                        rho=rho, name="copula", ledger=self.ledger, rng=self.rng, symmetric=True)  # fmt: skip
         self.copula_genes_ = genes
         self.corr_ = [nearest_correlation(gram[k] / self.n_released_[k]) for k in range(K)]

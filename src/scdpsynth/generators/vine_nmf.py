@@ -34,7 +34,16 @@ import numpy as np
 from scipy import integrate, sparse, special
 
 from ._base import BaseGenerator
-from ._contribution import cap_cells_per_donor, clip_rows_l2, contribution_bound, grouped_sums, release, sum_sensitivity
+from ._contribution import (
+    cap_cells_per_donor,
+    clip_rows_l2,
+    contribution_bound,
+    donor_mean_multiplier,
+    donor_type_weights,
+    grouped_sums,
+    release,
+    sum_sensitivity,
+)
 from ._count_marginals import FAMILIES, LIB_EDGES, TableSampler, _size_from_zeros, marginals_from_moments
 from .copula import _CHUNK, _SAFETY, _check_counts_matrix, _check_neighbouring, dp_count_moments, nearest_correlation
 
@@ -245,11 +254,13 @@ class VineNMFGenerator(BaseGenerator):
         Histogram bins (besides the zero atom) of each factor's marginal.
     score_clip
         Per-cell L2 clip of vine Gaussian scores, in units of ``sqrt(number of variables)``.
-    count_cap, clip_mean, clip_sq, clip_nonzero, families, dispersion, neighbouring
-        As in :class:`~scdpsynth.generators.copula.CopulaGenerator`.
+    count_cap, clip_mean, clip_sq, clip_nonzero, families, dispersion, neighbouring, donor_aggregation
+        As in :class:`~scdpsynth.generators.copula.CopulaGenerator`. With donor means (``unit="donor"``, default)
+        the per-type releases (moments, library and factor-score histograms, vine correlations) sum per-donor
+        means with sensitivity ``sqrt(min(K, m))`` clips; the pooled ``gram`` stays a sum of cells (``m`` clips).
     weights
-        Budget shares of ``counts``, ``mean``, ``second_moment``, ``nonzero``, ``gram``, ``library``,
-        ``factor_hist`` and ``vine`` (split evenly over the fitted trees).
+        Budget shares of ``counts``, ``donors`` (donor means only), ``mean``, ``second_moment``, ``nonzero``,
+        ``gram``, ``library``, ``factor_hist`` and ``vine`` (split evenly over the fitted trees).
     """
 
     name = "vine_nmf"
@@ -267,6 +278,7 @@ class VineNMFGenerator(BaseGenerator):
         n_hvg: int = 200,
         truncation: int = 2,
         max_cells_per_donor: int = 256,
+        donor_aggregation: str = "mean",
         target_sum: float = 1e4,
         clip_lognorm: float = 35.0,
         n_bins: int = 32,
@@ -293,6 +305,9 @@ class VineNMFGenerator(BaseGenerator):
                 raise ValueError(f"{nm} must be > 0, got {v!r}.")
         self.n_factors, self.n_hvg, self.truncation = int(n_factors), int(n_hvg), int(truncation)
         self.max_cells_per_donor = int(max_cells_per_donor)
+        if donor_aggregation not in ("mean", "sum"):
+            raise ValueError(f"donor_aggregation must be 'mean' or 'sum', got {donor_aggregation!r}.")
+        self.donor_aggregation = donor_aggregation
         self.target_sum, self.clip_lognorm, self.n_bins = float(target_sum), float(clip_lognorm), int(n_bins)
         self.score_clip, self.count_cap = float(score_clip), int(count_cap)
         self.clips = {"mean": float(clip_mean), "second_moment": float(clip_sq), "nonzero": float(clip_nonzero)}
@@ -301,8 +316,8 @@ class VineNMFGenerator(BaseGenerator):
         if dispersion not in ("zeros", "moments", "auto"):
             raise ValueError(f"dispersion must be 'zeros', 'moments' or 'auto', got {dispersion!r}.")
         self.dispersion = dispersion
-        self.weights = {"counts": 0.03, "mean": 0.17, "second_moment": 0.12, "nonzero": 0.08, "gram": 0.2,
-                        "library": 0.05, "factor_hist": 0.15, "vine": 0.2}  # fmt: skip
+        self.weights = {"counts": 0.03, "donors": 0.03, "mean": 0.17, "second_moment": 0.12, "nonzero": 0.08,
+                        "gram": 0.2, "library": 0.05, "factor_hist": 0.15, "vine": 0.2}  # fmt: skip
         if weights is not None:
             unknown = set(weights) - set(self.weights)
             if unknown:
@@ -319,6 +334,7 @@ class VineNMFGenerator(BaseGenerator):
             "n_hvg": self.n_hvg,
             "truncation": self.truncation,
             "max_cells_per_donor": self.max_cells_per_donor if self.unit == "donor" else "None",
+            "donor_aggregation": self.donor_aggregation if self.unit == "donor" else "None",
             "target_sum": self.target_sum,
             "clip_lognorm": self.clip_lognorm,
             "n_bins": self.n_bins,
@@ -333,14 +349,21 @@ class VineNMFGenerator(BaseGenerator):
     def _rho(self, n_levels: int) -> dict[str, float]:
         w = dict(self.weights)
         vine = w.pop("vine")
+        if not (self.unit == "donor" and self.donor_aggregation == "mean"):
+            w.pop("donors")
         if n_levels:
             w.update({f"vine_level_{lv + 1}": vine / n_levels for lv in range(n_levels)})
         if not self.private:
             return {k: np.inf for k in w}
         return {k: r * _SAFETY for k, r in self.budget.split(**w).items()}
 
-    def _sens(self, clip: float, power: int = 1) -> float:
-        return sum_sensitivity(clip, self.m_, neighbouring=self.neighbouring, power=power)
+    def _sens(self, clip: float, power: int = 1, *, per_type: bool = True) -> float:
+        """Sensitivity of a release of clipped per-cell terms: per-type releases use the donor-mean multiplier."""
+        mult = self._mult if per_type else self.m_
+        return sum_sensitivity(clip, mult, neighbouring=self.neighbouring, power=power)
+
+    def _weighted_onehot(self, onehot):
+        return onehot if self._w is None else onehot.multiply(self._w[:, None]).tocsr()
 
     def fit(self, X, y, *, n_classes: int, donors=None):
         X = _check_counts_matrix(X)
@@ -358,10 +381,15 @@ class VineNMFGenerator(BaseGenerator):
             if np.asarray(donors).shape[0] != X.shape[0]:
                 raise ValueError(f"donors has {np.asarray(donors).shape[0]} entries for {X.shape[0]} cells.")
             keep = cap_cells_per_donor(np.asarray(donors), self.m_, self.rng)
-            X, y = X[keep], y[keep]
+            X, y, donors = X[keep], y[keep], np.asarray(donors)[keep]
+            means = self.donor_aggregation == "mean"
             self.scope.append(
                 f"donor-level DP: at most {self.m_} cells per donor used (random subsample), per-cell clipping"
+                + (", per-type donor means" if means else "")
             )
+        means = self.unit == "donor" and self.donor_aggregation == "mean"
+        self._w = donor_type_weights(donors, y, K) if means else None
+        self._mult = donor_mean_multiplier(self.m_, K) if means else self.m_
         acc, rng = self.ledger, self.rng
         self.n_genes_ = d
         # 1. count moments -> marginals, HVGs
@@ -369,9 +397,10 @@ class VineNMFGenerator(BaseGenerator):
         clips = self.clips if self.private else dict.fromkeys(self.clips, np.inf)
         released, st = dp_count_moments(X, y, K, m=self.m_, neighbouring=self.neighbouring,
                                         count_cap=self.count_cap if self.private else np.inf, clips=clips, rho=rho,
-                                        ledger=acc, rng=rng)  # fmt: skip
+                                        ledger=acc, rng=rng, cell_weights=self._w, m_weighted=self._mult)  # fmt: skip
         self.class_counts_ = released  # DP per-type cell counts (of the cells kept after the donor cap)
-        self.n_released_ = n = np.maximum(released, 1.0)
+        self.n_released_ = st.pop("denominator")  # noisy cells (or donors, for donor means) per type, >= 1
+        n = np.maximum(released, 1.0)
         dispersion = self.dispersion if self.dispersion != "auto" else ("zeros" if self.private else "moments")
         self.marginals_ = marginals_from_moments(st["mean"], st["second_moment"], 1.0 - st["nonzero"],
                                                  families=self.families, dispersion=dispersion)  # fmt: skip
@@ -386,14 +415,14 @@ class VineNMFGenerator(BaseGenerator):
         V = X[:, self.hvg_].astype(np.float64).toarray()
         V = np.log1p(V * (self.target_sum / np.maximum(lib, 1.0))[:, None])
         V = clip_rows_l2(V, self.clip_lognorm)
-        G = release(V.T @ V, sensitivity=self._sens(self.clip_lognorm, 2), rho=rho["gram"], name="gram",
-                    ledger=acc, rng=rng, symmetric=True) / n.sum()  # fmt: skip
+        G = release(V.T @ V, sensitivity=self._sens(self.clip_lognorm, 2, per_type=False), rho=rho["gram"],
+                    name="gram", ledger=acc, rng=rng, symmetric=True) / n.sum()  # fmt: skip
         self.H_ = symmetric_nmf(G, k, rng)
         # 3. library sizes
         lb = np.clip(np.digitize(np.log10(np.maximum(lib, 1.0)), _LIB_EDGES) - 1, 0, len(_LIB_EDGES) - 2)
         onehot = sparse.csr_matrix((np.ones(lb.size), (np.arange(lb.size), lb)), shape=(lb.size, len(_LIB_EDGES) - 1))
-        lib_hist = release(grouped_sums(onehot, y, K), sensitivity=self._sens(1.0), rho=rho["library"],
-                           name="library", ledger=acc, rng=rng)  # fmt: skip
+        lib_hist = release(grouped_sums(self._weighted_onehot(onehot), y, K), sensitivity=self._sens(1.0),
+                           rho=rho["library"], name="library", ledger=acc, rng=rng)  # fmt: skip
         lib_hist = np.maximum(lib_hist, 0.0) + 1e-9
         self.lib_p_ = lib_hist / lib_hist.sum(axis=1, keepdims=True)
         # 4. factor scores and their histograms
@@ -402,7 +431,8 @@ class VineNMFGenerator(BaseGenerator):
         cols = (B + np.arange(k)[None, :] * (self.n_bins + 1)).ravel()
         rows = np.repeat(np.arange(W.shape[0]), k)
         onehot = sparse.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(W.shape[0], k * (self.n_bins + 1)))
-        hist = release(grouped_sums(onehot, y, K), sensitivity=self._sens(np.sqrt(k)), rho=rho["factor_hist"],
+        hist = release(grouped_sums(self._weighted_onehot(onehot), y, K), sensitivity=self._sens(np.sqrt(k)),
+                       rho=rho["factor_hist"],
                        name="factor_hist", ledger=acc, rng=rng)  # fmt: skip
         self.factor_marg_ = [_HistMarginal(hist[c].reshape(k, self.n_bins + 1), self.clip_lognorm) for c in range(K)]
         # 5. truncated C-vine per type
@@ -422,6 +452,7 @@ class VineNMFGenerator(BaseGenerator):
             f"count_cap={self.count_cap}, clipping norms, library-size bins and factor-score bins are fixed "
             "hyper-parameters (not data-derived)"
         )
+        self._w = None  # per-cell weights are not kept past the fit
         self.fitted_ = True
         return self
 
@@ -438,7 +469,7 @@ class VineNMFGenerator(BaseGenerator):
             for c in range(K):
                 if pseudo[c].shape[0]:
                     Z = clip_rows_l2(special.ndtri(pseudo[c]), clip)
-                    gram[c] = Z.T @ Z
+                    gram[c] = Z.T @ (Z if self._w is None else Z * self._w[y == c, None])
             gram = release(gram, sensitivity=self._sens(clip, 2), rho=rho[f"vine_level_{level + 1}"],
                            name=f"vine_level_{level + 1}", ledger=self.ledger, rng=self.rng,
                            symmetric=True)  # fmt: skip
