@@ -13,6 +13,12 @@ Scores (each on cell subsamples, stated in the output):
   each cell's distance to its closest synthetic cell, averaged per donor; AUROC of member (training) vs
   non-member (holdout) donors, on ``--cells-per-donor-attack`` cells per donor.
 
+With ``--public-reference-donors N`` the cohort is simulated with ``N`` more donors (the same seed, so the first
+490 donors are the same cells) and those extra donors serve as *public* reference data
+(``tl.generate(..., public_reference=...)``): copula rows marked ``public_ref`` take their marginals from it and
+spend the budget on the counts and the copula only. The reference comes from the very model that simulated the
+private donors -- a best case that a real public atlas (other protocol, other donors) will not reach.
+
 Usage::
 
     python benchmarks/bench_cohort_donor.py [--methods copula vine_nmf] [--eps 1 10 100 none] [--genes 2000]
@@ -49,8 +55,14 @@ def main():
     ap.add_argument("--n-eval", type=int, default=20000)
     ap.add_argument("--cells-per-donor-attack", type=int, default=20)
     ap.add_argument(
+        "--public-reference-donors",
+        type=int,
+        default=0,
+        help="simulate this many extra donors as public reference data (copula rows 'public_ref')",
+    )
+    ap.add_argument(
         "--donor-aggregation",
-        nargs="+",
+        nargs="*",
         default=["mean"],
         choices=["mean", "sum"],
         help="copula's donor_aggregation (each value is one row per eps)",
@@ -60,7 +72,15 @@ def main():
     warnings.simplefilter("ignore")
 
     t0 = time.perf_counter()
-    cohort = sd.datasets.simulate_cohort(args.donors, args.cells, args.genes, random_state=0)
+    n_pub = args.public_reference_donors
+    cohort = sd.datasets.simulate_cohort(args.donors + n_pub, args.cells, args.genes, random_state=0)
+    public = None
+    if n_pub:
+        is_pub = cohort.obs["donor_id"].cat.codes.to_numpy() >= args.donors
+        public = cohort[is_pub].copy()
+        cohort = cohort[~is_pub].copy()
+        cohort.obs["donor_id"] = cohort.obs["donor_id"].cat.remove_unused_categories()
+        print(f"public reference: {public.n_obs} cells of {n_pub} further donors")
     print(f"cohort {cohort.shape} ({cohort.obs['donor_id'].nunique()} donors) in {time.perf_counter() - t0:.0f} s")
     train, hold = sd.pp.train_holdout_split(cohort, holdout_size=0.2, donor_key="donor_id", random_state=0)
     del cohort
@@ -74,10 +94,14 @@ def main():
           f"non-member cells ({args.cells_per_donor_attack} per donor)")  # fmt: skip
     rows = []
     cases = [(mth, agg) for mth in args.methods for agg in (args.donor_aggregation if mth == "copula" else [None])]
+    if public is not None:
+        cases.append(("copula", "public_ref"))
     for method, agg in cases:
         for e in args.eps:
             eps = None if e == "none" else float(e)
             kw = {} if agg is None else {"donor_aggregation": agg}
+            if agg == "public_ref":
+                kw = {"public_reference": public}
             t0 = time.perf_counter()
             syn = sd.tl.generate(train, method, eps=eps, groupby="cell_type", unit="donor", donor_key="donor_id",
                                  n_obs=args.n_syn, **kw)  # fmt: skip

@@ -614,3 +614,63 @@ def test_donor_means_estimate_the_average_donor_with_less_noise_than_cell_sums(m
         err[mode] = np.sqrt(((st["mean"] - truth) ** 2).mean(axis=1))
     ratio = err["mean"] / err["sum"]
     assert np.median(ratio) < 0.6, ratio
+
+
+# --------------------------------------------------------------------------- public reference marginals
+def test_public_reference_marginals_are_the_references_and_only_the_rest_is_released(kang_small):
+    """Known answer: with ``reference=`` the marginals and size levels equal a non-private fit on the reference, the
+    private data's counts do not move them, and the ledger holds only the counts (donors) and copula releases."""
+    X, y, donors, K = _arrays(kang_small)
+    ref_rows = np.flatnonzero(np.arange(X.shape[0]) % 2 == 0)
+    priv_rows = np.setdiff1d(np.arange(X.shape[0]), ref_rows)
+    Xr, yr = X[ref_rows], y[ref_rows]
+    Xp, yp = X[priv_rows], y[priv_rows]
+    rng = np.random.default_rng
+    pub = CopulaGenerator(eps=1.0, n_copula_genes=20, random_state=rng(0)).fit(Xp, yp, n_classes=K, reference=(Xr, yr))
+    exact = CopulaGenerator(eps=None, n_copula_genes=20).fit(Xr, yr, n_classes=K)
+    for field in ("family", "mu", "size", "pi"):
+        np.testing.assert_allclose(getattr(pub.marginals_, field), getattr(exact.marginals_, field), rtol=1e-12)
+    np.testing.assert_allclose(pub.size_levels_, exact.size_levels_, rtol=1e-12)
+    assert [e["name"] for e in pub.ledger.entries] == ["counts", "copula"]
+    assert pub.privacy_report()["eps_spent"] <= 1.0
+    assert any("public reference" in s for s in pub.scope)
+    # the private counts do not reach the marginals (doubling them changes nothing there)
+    pub2 = CopulaGenerator(eps=1.0, n_copula_genes=20, random_state=rng(0)).fit(
+        Xp * 2, yp, n_classes=K, reference=(Xr, yr)
+    )
+    np.testing.assert_array_equal(pub2.marginals_.mu, pub.marginals_.mu)
+    # donor level: counts, donors and copula
+    don = CopulaGenerator(eps=1.0, unit="donor", max_cells_per_donor=50, n_copula_genes=20, random_state=rng(1))
+    don.fit(Xp, yp, n_classes=K, donors=donors[priv_rows], reference=(Xr, yr))
+    assert [e["name"] for e in don.ledger.entries] == ["counts", "donors", "copula"]
+    with pytest.raises(ValueError, match="no cells of classes"):
+        CopulaGenerator(eps=1.0).fit(Xp, yp, n_classes=K, reference=(Xr[yr != 0], yr[yr != 0]))
+    with pytest.raises(ValueError, match="genes"):
+        CopulaGenerator(eps=1.0).fit(Xp, yp, n_classes=K, reference=(Xr[:, :10], yr))
+
+
+def test_tl_generate_public_reference(kang_small):
+    ref = kang_small[::2].copy()
+    priv = kang_small[1::2].copy()
+    before = priv.X.copy()
+    ref_shuffled = ref[:, ref.var_names[::-1]].copy()  # genes matched by name, not position
+    syn = sd.tl.generate(priv, "copula", eps=2.0, groupby="cell_type", public_reference=ref_shuffled,
+                         n_copula_genes=20)  # fmt: skip
+    priv_info = syn.uns["scdpsynth"]["privacy"]
+    assert list(priv_info["ledger"]["release"]) == ["counts", "copula"]
+    assert any("public reference" in s for s in priv_info["scope"])
+    assert (priv.X != before).nnz == 0
+    # per-type means of the synthetic cells follow the reference (correlation of log means over genes)
+    ref_mean = np.log1p(np.asarray(ref.X.mean(axis=0)).ravel())
+    syn_mean = np.log1p(np.asarray(syn.X.mean(axis=0)).ravel())
+    assert np.corrcoef(ref_mean, syn_mean)[0, 1] > 0.95
+    with pytest.raises(ValueError, match="cannot use public_reference; methods that can: \\['copula'\\]"):
+        sd.tl.generate(priv, "privsyn", eps=2.0, groupby="cell_type", public_reference=ref)
+    with pytest.raises(ValueError, match="lacks 10 of adata's genes"):
+        sd.tl.generate(priv, "copula", eps=2.0, groupby="cell_type", public_reference=ref[:, 10:].copy())
+    with pytest.raises(ValueError, match="no cells of classes"):
+        first = ref.obs["cell_type"].cat.categories[0]
+        sd.tl.generate(priv, "copula", eps=2.0, groupby="cell_type",
+                       public_reference=ref[ref.obs["cell_type"] != first].copy())  # fmt: skip
+    with pytest.raises(TypeError, match="AnnData"):
+        sd.tl.generate(priv, "copula", eps=2.0, groupby="cell_type", public_reference=ref.X)

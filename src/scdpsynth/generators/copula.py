@@ -39,6 +39,10 @@ sensitivities use ``sqrt(min(K, m))`` in place of ``m``, a ``donors`` release (d
 cell-type proportions of the synthetic data. The estimate is the average donor's profile; its noise is about
 ``sqrt(K) / n_donors`` clips per type instead of ``K / n_donors`` (cell sums are less noisy only for a type holding
 more than ``1 / sqrt(K)`` of the cells).
+
+Public reference (``fit(..., reference=(X_ref, y_ref))``, ``tl.generate(..., public_reference=...)``): releases 2-5
+are replaced by the exact statistics of data the user declares public, and the budget is split over ``counts``
+(``donors``) and ``copula`` only.
 """
 
 from __future__ import annotations
@@ -251,6 +255,7 @@ class CopulaGenerator(BaseGenerator):
     name = "copula"
     data = "counts"
     units = ("sample", "donor")
+    supports_public_reference = True
 
     def __init__(
         self,
@@ -340,9 +345,14 @@ class CopulaGenerator(BaseGenerator):
             w.pop("library")
         if not self._donor_means:
             w.pop("donors")
+        if self._public:  # marginals and library sizes come from public reference data: nothing to release
+            for k in ("mean", "second_moment", "nonzero", "library"):
+                w.pop(k, None)
         if not self.private:
             return {k: np.inf for k in w}
         return {k: r * _SAFETY for k, r in self.budget.split(**w).items()}
+
+    _public = False  # set by fit(): marginals from public reference data
 
     @property
     def _donor_means(self) -> bool:
@@ -364,7 +374,13 @@ class CopulaGenerator(BaseGenerator):
             return X[keep], y[keep], donors[keep]
         return X, y, None
 
-    def fit(self, X, y, *, n_classes: int, donors=None):
+    def fit(self, X, y, *, n_classes: int, donors=None, reference=None):
+        """Fit on raw counts ``X`` with labels ``y``.
+
+        ``reference``: optional ``(X_ref, y_ref)`` of *public* raw counts with the same genes and labels (e.g. a
+        public atlas of the same tissue). The marginals and library sizes are then estimated from it without noise,
+        and the budget goes to what remains private: the cell-type counts (and donors per type) and the copula.
+        """
         X = _check_counts_matrix(X)
         y = np.asarray(y, dtype=np.int64)
         self.scope = []
@@ -372,6 +388,14 @@ class CopulaGenerator(BaseGenerator):
             raise ValueError(f"y has {y.shape[0]} labels for {X.shape[0]} cells.")
         K, d = int(n_classes), X.shape[1]
         self.n_genes_ = d
+        self._public = reference is not None
+        if self._public:
+            Xr, yr = _check_counts_matrix(reference[0]), np.asarray(reference[1], dtype=np.int64)
+            if Xr.shape[1] != d or yr.shape[0] != Xr.shape[0]:
+                raise ValueError(f"reference must be (X_ref, y_ref) with {d} genes and one label per row.")
+            missing = np.setdiff1d(np.arange(K), yr)
+            if missing.size:
+                raise ValueError(f"reference has no cells of classes {missing.tolist()}; it needs every class.")
         rho = self._rho()
         X, y, donors = self._bound(X, y, donors)
         # donor means: cell weights 1 / n_dk and the multiplier sqrt(min(K, m)) in place of m in every sensitivity
@@ -383,20 +407,34 @@ class CopulaGenerator(BaseGenerator):
             clips, mean_cap = dict.fromkeys(clips, np.inf), np.inf
         released, st = dp_count_moments(
             X, y, K, m=self.m_, neighbouring=self.neighbouring,
-            count_cap=self.count_cap if self.private else np.inf, clips=clips, rho=rho, ledger=self.ledger,
-            rng=self.rng, mean_cap=mean_cap, cell_weights=self._w, m_weighted=self._mult,
+            count_cap=self.count_cap if self.private else np.inf, clips={} if self._public else clips, rho=rho,
+            ledger=self.ledger, rng=self.rng, mean_cap=mean_cap, cell_weights=self._w, m_weighted=self._mult,
         )  # fmt: skip
-        dispersion = self.dispersion if self.dispersion != "auto" else ("zeros" if self.private else "moments")
+        exact = self._public or not self.private
+        if self._public:  # exact moments of the public reference (no privacy needed, nothing released)
+            exact_rho = dict.fromkeys(("counts", "mean", "second_moment", "nonzero"), np.inf)
+            _, ref_st = dp_count_moments(Xr, yr, K, m=1, neighbouring=self.neighbouring, count_cap=np.inf,
+                                         clips=dict.fromkeys(clips, np.inf), rho=exact_rho, ledger=None, rng=None,
+                                         mean_cap=np.inf)  # fmt: skip
+            st.update({k: v for k, v in ref_st.items() if k != "denominator"})
+            self.scope.append(
+                "public reference data (public_reference=...) supplied the per-type marginals and library sizes; "
+                "the budget covers the cell-type counts and the copula"
+            )
+        dispersion = self.dispersion if self.dispersion != "auto" else ("moments" if exact else "zeros")
         self.class_counts_ = released  # DP per-type cell counts (of the cells kept after the donor cap)
         self.n_released_ = st.pop("denominator")  # noisy cells (or donors, for donor means) per type, >= 1
         lib = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
         if self.size_factors:
-            onehot = library_onehot(lib)
-            if self._w is not None:
-                onehot = onehot.multiply(self._w[:, None]).tocsr()
-            hist = release(grouped_sums(onehot, y, K),
-                           sensitivity=sum_sensitivity(1.0, self._mult, neighbouring=self.neighbouring),
-                           rho=rho["library"], name="library", ledger=self.ledger, rng=self.rng)  # fmt: skip
+            if self._public:
+                hist = grouped_sums(library_onehot(np.asarray(Xr.sum(axis=1), dtype=np.float64).ravel()), yr, K)
+            else:
+                onehot = library_onehot(lib)
+                if self._w is not None:
+                    onehot = onehot.multiply(self._w[:, None]).tocsr()
+                hist = release(grouped_sums(onehot, y, K),
+                               sensitivity=sum_sensitivity(1.0, self._mult, neighbouring=self.neighbouring),
+                               rho=rho["library"], name="library", ledger=self.ledger, rng=self.rng)  # fmt: skip
             self.size_levels_ = size_factor_levels(hist, self.n_size_levels)  # (K, L), post-processing
             # each real cell's level (for its copula scores): nearest level to its library size over the type's
             # released mean library size -- a function of the cell's own data and released statistics only

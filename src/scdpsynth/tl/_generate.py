@@ -85,6 +85,29 @@ def _labels(adata, groupby) -> tuple[np.ndarray, pd.Index, list[str]]:
     return np.asarray(combined.codes, dtype=np.int64), pd.Index(combined.categories), keys
 
 
+def _public_reference(ref, adata, groupby, categories, layer):
+    """``(X_ref, y_ref)``: the public reference's counts on ``adata``'s genes and its rows' codes in ``categories``."""
+    if not hasattr(ref, "obs") or not hasattr(ref, "var_names"):
+        raise TypeError(f"public_reference must be an AnnData object, got {type(ref).__name__}.")
+    missing = adata.var_names.difference(ref.var_names)
+    if len(missing):
+        raise ValueError(
+            f"public_reference lacks {len(missing)} of adata's genes (e.g. {list(missing[:3])}); subset adata to "
+            "the genes the reference has, or use a reference that measures them all."
+        )
+    y_ref, ref_cats, _ = _labels(ref, groupby)
+    codes = pd.Categorical(np.asarray(ref_cats, dtype=object)[y_ref], categories=categories).codes
+    absent = [str(c) for i, c in enumerate(categories) if not np.any(codes == i)]
+    if absent:
+        raise ValueError(f"public_reference has no cells of classes {absent}; it needs cells of every class.")
+    keep = np.flatnonzero(codes >= 0)  # reference cells of classes the private data do not have are ignored
+    cols = ref.var_names.get_indexer(adata.var_names)
+    X_ref = load_matrix(V.get_matrix(ref, layer))
+    X_ref = sparse.csr_matrix(X_ref)[keep][:, cols] if sparse.issparse(X_ref) else np.asarray(X_ref)[keep][:, cols]
+    V.check_counts(X_ref, "public_reference" + ("" if layer is None else f".layers[{layer!r}]"))
+    return X_ref, codes[keep].astype(np.int64)
+
+
 def _resolve_transform(transform: str, X, layer: str | None) -> str:
     """``"auto"``: ``"log1p"`` when the schema says counts (integer dtype, or a layer named like counts), else
     ``"none"``. Decided from the dtype and the layer name only, never from the values.
@@ -107,6 +130,7 @@ def generate(
     groupby: str | list[str] | None = None,
     donor_key: str | None = None,
     unit: str | None = None,
+    public_reference=None,
     n_obs: int | None = None,
     class_sizes="dp",
     transform: str = "auto",
@@ -143,6 +167,12 @@ def generate(
         Column of ``adata.obs`` with donor identifiers; needed for ``unit="donor"``.
     unit
         Privacy unit, ``"sample"`` or ``"donor"``. Default ``"donor"`` if ``donor_key`` is given, else ``"sample"``.
+    public_reference
+        Optional AnnData of *public* data (e.g. a public atlas of the same tissue; raw counts in ``layer``, the
+        ``groupby`` columns, every gene of ``adata``), never the private data. Generators that support it
+        (``copula``) estimate their per-class marginals from it without noise and spend the whole budget on what
+        remains private (class counts, copula). The scope says so. Only as good as the reference's match to the
+        private data.
     n_obs
         Number of synthetic observations, split over the classes in proportion to ``class_sizes``. Default: the
         DP class counts themselves (for donor-level fits: of the cells kept after the per-donor cap).
@@ -208,6 +238,12 @@ def generate(
         )
 
     cls = registry.get(method)
+    fit_kw = {}
+    if public_reference is not None:
+        if not getattr(cls, "supports_public_reference", False):
+            able = [m for m in registry.names() if getattr(registry.get(m), "supports_public_reference", False)]
+            raise ValueError(f"method {method!r} cannot use public_reference; methods that can: {able}.")
+        fit_kw["reference"] = _public_reference(public_reference, adata, groupby, categories, layer)
     gen = cls(eps=eps, delta=delta, random_state=random_state, unit=unit, **method_kwargs)
     # ``data`` may be set per instance (e.g. a VAE with a count likelihood takes raw counts)
     counts_model = gen.data == "counts"
@@ -222,7 +258,7 @@ def generate(
                 raise ValueError(f"transform='log1p' needs non-negative values in {where}; pass transform='none'.")
             Xfit = np.log1p(Xfit)
     logger.info("Fitting %s (eps=%s, delta=%g, unit=%s) on %d x %d", method, eps, delta, unit, *adata.shape)
-    gen.fit(Xfit, y, n_classes=len(categories), donors=donors)
+    gen.fit(Xfit, y, n_classes=len(categories), donors=donors, **fit_kw)
     x_dtype, x_sparse = X.dtype, sparse.issparse(X)
     del X, Xfit  # a matrix read from a backed / dask source is a private copy: free it before sampling
 
