@@ -254,7 +254,8 @@ results.assign(eps=results["eps"].fillna(np.inf)).groupby(["method", "eps"])["ep
 # Donor-level privacy and membership inference on the Kang PBMCs
 
 Single-cell data are collected per donor, so the unit to protect is the donor, not the cell. Here the count
-generators bound each donor's contribution (`unit="donor"`: cells per donor capped, per-cell clipping), and the
+generators bound each donor's contribution (`unit="donor"`: cells per donor capped, per-cell clipping, and each
+release adds one mean per donor and cell type), and the
 attacks are scored per donor: donors whose cells trained the generator are members, held-out donors are not.
 Data: Kang et al. 2018 control PBMCs (12,261 cells, 8 cell types, 8 donors; read from `../shared/data`).
 """
