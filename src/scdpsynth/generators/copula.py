@@ -102,7 +102,7 @@ def project_mean(M: np.ndarray, *, upper: float, norm: float) -> np.ndarray:
 
 
 def _weighted(A, w):
-    """Rows of ``A`` (CSR or dense) scaled by ``w`` (``None``: ``A`` itself)."""
+    """Rows of ``A`` (CSR or dense) scaled by ``w`` (``None``: ``A`` itself); a CSR ``A`` is scaled in place."""
     if w is None:
         return A
     if sparse.issparse(A):
@@ -429,10 +429,7 @@ class CopulaGenerator(BaseGenerator):
             if self._public:
                 hist = grouped_sums(library_onehot(np.asarray(Xr.sum(axis=1), dtype=np.float64).ravel()), yr, K)
             else:
-                onehot = library_onehot(lib)
-                if self._w is not None:
-                    onehot = onehot.multiply(self._w[:, None]).tocsr()
-                hist = release(grouped_sums(onehot, y, K),
+                hist = release(grouped_sums(_weighted(library_onehot(lib), self._w), y, K),
                                sensitivity=sum_sensitivity(1.0, self._mult, neighbouring=self.neighbouring),
                                rho=rho["library"], name="library", ledger=self.ledger, rng=self.rng)  # fmt: skip
             self.size_levels_ = size_factor_levels(hist, self.n_size_levels)  # (K, L), post-processing

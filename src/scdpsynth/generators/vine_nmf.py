@@ -45,7 +45,15 @@ from ._contribution import (
     sum_sensitivity,
 )
 from ._count_marginals import FAMILIES, LIB_EDGES, TableSampler, _size_from_zeros, marginals_from_moments
-from .copula import _CHUNK, _SAFETY, _check_counts_matrix, _check_neighbouring, dp_count_moments, nearest_correlation
+from .copula import (
+    _CHUNK,
+    _SAFETY,
+    _check_counts_matrix,
+    _check_neighbouring,
+    _weighted,
+    dp_count_moments,
+    nearest_correlation,
+)
 
 __all__ = [
     "VineNMFGenerator",
@@ -349,7 +357,7 @@ class VineNMFGenerator(BaseGenerator):
     def _rho(self, n_levels: int) -> dict[str, float]:
         w = dict(self.weights)
         vine = w.pop("vine")
-        if not (self.unit == "donor" and self.donor_aggregation == "mean"):
+        if not self._donor_means:
             w.pop("donors")
         if n_levels:
             w.update({f"vine_level_{lv + 1}": vine / n_levels for lv in range(n_levels)})
@@ -357,13 +365,14 @@ class VineNMFGenerator(BaseGenerator):
             return {k: np.inf for k in w}
         return {k: r * _SAFETY for k, r in self.budget.split(**w).items()}
 
+    @property
+    def _donor_means(self) -> bool:
+        return self.unit == "donor" and self.donor_aggregation == "mean"
+
     def _sens(self, clip: float, power: int = 1, *, per_type: bool = True) -> float:
         """Sensitivity of a release of clipped per-cell terms: per-type releases use the donor-mean multiplier."""
         mult = self._mult if per_type else self.m_
         return sum_sensitivity(clip, mult, neighbouring=self.neighbouring, power=power)
-
-    def _weighted_onehot(self, onehot):
-        return onehot if self._w is None else onehot.multiply(self._w[:, None]).tocsr()
 
     def fit(self, X, y, *, n_classes: int, donors=None):
         X = _check_counts_matrix(X)
@@ -375,6 +384,7 @@ class VineNMFGenerator(BaseGenerator):
         k = min(self.n_factors, self.n_hvg, d)
         n_levels = min(self.truncation, k - 1)
         rho = self._rho(n_levels)
+        means = self._donor_means
         if self.unit == "donor":
             if donors is None:
                 raise ValueError("unit='donor' needs donors= (integer donor codes per cell) in fit().")
@@ -382,12 +392,10 @@ class VineNMFGenerator(BaseGenerator):
                 raise ValueError(f"donors has {np.asarray(donors).shape[0]} entries for {X.shape[0]} cells.")
             keep = cap_cells_per_donor(np.asarray(donors), self.m_, self.rng)
             X, y, donors = X[keep], y[keep], np.asarray(donors)[keep]
-            means = self.donor_aggregation == "mean"
             self.scope.append(
                 f"donor-level DP: at most {self.m_} cells per donor used (random subsample), per-cell clipping"
                 + (", per-type donor means" if means else "")
             )
-        means = self.unit == "donor" and self.donor_aggregation == "mean"
         self._w = donor_type_weights(donors, y, K) if means else None
         self._mult = donor_mean_multiplier(self.m_, K) if means else self.m_
         acc, rng = self.ledger, self.rng
@@ -421,7 +429,7 @@ class VineNMFGenerator(BaseGenerator):
         # 3. library sizes
         lb = np.clip(np.digitize(np.log10(np.maximum(lib, 1.0)), _LIB_EDGES) - 1, 0, len(_LIB_EDGES) - 2)
         onehot = sparse.csr_matrix((np.ones(lb.size), (np.arange(lb.size), lb)), shape=(lb.size, len(_LIB_EDGES) - 1))
-        lib_hist = release(grouped_sums(self._weighted_onehot(onehot), y, K), sensitivity=self._sens(1.0),
+        lib_hist = release(grouped_sums(_weighted(onehot, self._w), y, K), sensitivity=self._sens(1.0),
                            rho=rho["library"], name="library", ledger=acc, rng=rng)  # fmt: skip
         lib_hist = np.maximum(lib_hist, 0.0) + 1e-9
         self.lib_p_ = lib_hist / lib_hist.sum(axis=1, keepdims=True)
@@ -431,9 +439,8 @@ class VineNMFGenerator(BaseGenerator):
         cols = (B + np.arange(k)[None, :] * (self.n_bins + 1)).ravel()
         rows = np.repeat(np.arange(W.shape[0]), k)
         onehot = sparse.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(W.shape[0], k * (self.n_bins + 1)))
-        hist = release(grouped_sums(self._weighted_onehot(onehot), y, K), sensitivity=self._sens(np.sqrt(k)),
-                       rho=rho["factor_hist"],
-                       name="factor_hist", ledger=acc, rng=rng)  # fmt: skip
+        hist = release(grouped_sums(_weighted(onehot, self._w), y, K), sensitivity=self._sens(np.sqrt(k)),
+                       rho=rho["factor_hist"], name="factor_hist", ledger=acc, rng=rng)  # fmt: skip
         self.factor_marg_ = [_HistMarginal(hist[c].reshape(k, self.n_bins + 1), self.clip_lognorm) for c in range(K)]
         # 5. truncated C-vine per type
         U = np.empty_like(W)

@@ -89,6 +89,7 @@ def _public_reference(ref, adata, groupby, categories, layer):
     """``(X_ref, y_ref)``: the public reference's counts on ``adata``'s genes and its rows' codes in ``categories``."""
     if not hasattr(ref, "obs") or not hasattr(ref, "var_names"):
         raise TypeError(f"public_reference must be an AnnData object, got {type(ref).__name__}.")
+    V.check_unique_names(ref.var_names, "public_reference.var_names", fix="public_reference.var_names_make_unique()")
     missing = adata.var_names.difference(ref.var_names)
     if len(missing):
         raise ValueError(
