@@ -297,7 +297,7 @@ for (eps, unit), syn in runs.items():
     for level in ["sample", "donor"]:
         res = sd.tl.attack(
             train, holdout, syn, method=["dcr", "domias", "mahalanobis"], unit=level, donor_key="donor_id",
-            random_state=0,
+            random_state=0, progress=False,
         )
         tables.append(res["results"].assign(eps="none" if eps is None else eps, dp_unit=unit))
 attacks = pd.concat(tables, ignore_index=True)
