@@ -243,6 +243,31 @@ class DeepGenerator(BaseGenerator):
             "the Python generator object"
         )
 
+    @staticmethod
+    def _class_centres(X: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-class means of ``X`` (rows of absent classes stay 0) and the mask of classes present."""
+        present = np.bincount(y, minlength=n_classes) > 0
+        centres = np.zeros((n_classes, X.shape[1]))
+        for c in np.flatnonzero(present):
+            centres[c] = X[y == c].mean(0)
+        return centres, present
+
+    @staticmethod
+    def _class_spread(syn_centres: np.ndarray, real_centres: np.ndarray) -> float:
+        """How far apart the synthetic class centres are, relative to the real ones (Frobenius norms about the mean)."""
+        real = real_centres - real_centres.mean(0)
+        syn = syn_centres - syn_centres.mean(0)
+        return float(np.linalg.norm(syn)) / max(float(np.linalg.norm(real)), 1e-12)
+
+    @staticmethod
+    def _class_agreement(syn_centres: np.ndarray, real_centres: np.ndarray) -> float:
+        """Pearson correlation of the class centres about their mean, synthetic vs real (0 for a random model)."""
+        real = (real_centres - real_centres.mean(0)).ravel()
+        syn = (syn_centres - syn_centres.mean(0)).ravel()
+        if real.std() == 0 or syn.std() == 0:
+            return 0.0
+        return float(np.corrcoef(real, syn)[0, 1])
+
     def params(self) -> dict:
         return {
             "epochs": self.epochs,

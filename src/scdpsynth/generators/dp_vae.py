@@ -382,11 +382,7 @@ class DPVAE(DeepGenerator):
         The ratios are kept in :attr:`fit_diagnostics_` on the generator object. Both use the private data without
         noise: like the other training diagnostics they are for the data holder, never written to the output.
         """
-        k = self.n_classes_
-        present = np.bincount(y, minlength=k) > 0
-        centres = np.zeros((k, x_in.shape[1]))
-        for c in np.flatnonzero(present):
-            centres[c] = x_in[y == c].mean(0)
+        centres, present = self._class_centres(x_in, y, self.n_classes_)
         base = float(np.mean((x_in - centres[y]) ** 2))
         with torch.no_grad():
             mu, _ = self.model_.encode(tx_in, toh)
@@ -397,10 +393,9 @@ class DPVAE(DeepGenerator):
         if ratio >= 1.0:
             msgs.append(f"its reconstruction error is {ratio:.2f}x that of the per-class means")
         if present.sum() > 1:
-            real = centres[present] - centres[present].mean(0)
             labels = np.flatnonzero(present)
             dec = self._decode(torch, np.zeros((len(labels), self.latent_dim)), labels)[0]
-            spread = float(np.linalg.norm(dec - dec.mean(0))) / max(float(np.linalg.norm(real)), 1e-12)
+            spread = self._class_spread(dec, centres[present])
             self.fit_diagnostics_["class_spread_vs_real"] = spread
             if spread < 0.1:
                 msgs.append(
