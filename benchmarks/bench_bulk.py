@@ -1,10 +1,19 @@
-"""Bulk benchmark: methods x eps on bulk ALL and flu, with the metrics of the reference study.
+"""Bulk benchmark: methods x eps on bulk ALL, flu and GEUVADIS, with the metrics of the reference study.
 
-Data: bulk ALL microarray (``sd.datasets.bioc_all()``, label ``lineage``) and the flu challenge
-(``sd.datasets.flu_challenge()``, label ``Condition``); stratified 80/20 split (seed 0); the ``--genes`` highest-
-variance genes, variance computed on the training split only (no holdout information). Each method is run with its
-defaults (``tl.generate(train, method, eps=eps, groupby=label)``, fresh OS entropy for private fits, seed 0 otherwise)
-and evaluated with ``tl.evaluate(train, syn, holdout=holdout)``.
+Data: bulk ALL microarray (``sd.datasets.bioc_all()``, label ``lineage``), the flu challenge
+(``sd.datasets.flu_challenge()``, label ``Condition``) and, as data the defaults were not tuned on, GEUVADIS RNA-seq
+(``sd.datasets.geuvadis_sex()``, label ``sex``, counts turned into log2(CPM + 1) first, so all three are log
+expression); stratified 80/20 split (seed 0); the ``--genes`` highest-variance genes, variance computed on the
+training split only (no holdout information). Each method is run with its defaults
+(``tl.generate(train, method, eps=eps, groupby=label)``, fresh OS entropy for private fits, seed 0 otherwise) and
+evaluated with ``tl.evaluate(train, syn, holdout=holdout)``.
+
+Two reference rows per data set: ``real holdout`` (the ``reference`` column of ``tl.evaluate``: the real holdout
+scored like a synthetic set) and ``per-class Gaussian`` (non-private: each class's exact mean and covariance, as many
+rows as the training split; the issue's yardstick for the deep models). With ``--smartnoise-python PATH`` (or the
+``SMARTNOISE_PYTHON`` variable) smartnoise-synth's MST runs on the same split in that interpreter's environment
+(``benchmarks/_smartnoise_mst.py``; it pins opacus 0.14, so it cannot share ours) and its rows are printed beside
+ours as ``smartnoise_mst``.
 
 Prints one row per (data, method, eps, seed): accuracy and balanced accuracy (logistic regression trained on synthetic,
 tested on the real holdout), histogram overlap (25 bins), DE-gene TPR/FPR, co-expression recall/precision for
@@ -12,22 +21,28 @@ tested on the real holdout), histogram overlap (25 bins), DE-gene TPR/FPR, co-ex
 
 Usage::
 
-    python benchmarks/bench_bulk.py                                  # full grid (several minutes)
+    python benchmarks/bench_bulk.py                                  # full grid (about an hour on 2 cores)
     python benchmarks/bench_bulk.py --methods dp_vae mst --eps 10 none --seeds 1 --data ALL
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 import scdpsynth as sd
 
-DATA = {"ALL": ("bioc_all", "lineage"), "flu": ("flu_challenge", "Condition")}
+DATA = {"ALL": ("bioc_all", "lineage"), "flu": ("flu_challenge", "Condition"), "geuvadis": ("geuvadis_sex", "sex")}
+EPS = ["1", "5", "10", "20", "50", "100", "none"]
 METHODS = ("dp_vae", "dp_gan", "mst", "private_pgm", "privsyn", "ron_gauss")
 METRICS = ["ml_efficacy", "histogram_overlap", "de_genes", "coexpression"]
 
@@ -35,32 +50,125 @@ METRICS = ["ml_efficacy", "histogram_overlap", "de_genes", "coexpression"]
 def _split(name: str, n_genes: int):
     loader, label = DATA[name]
     adata = getattr(sd.datasets, loader)()
+    if name == "geuvadis":  # raw counts -> log2(CPM + 1), dense float: log expression like the other two
+        import anndata as ad
+        import scipy.sparse as sp
+
+        X = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
+        X = np.log2(X / X.sum(1, keepdims=True) * 1e6 + 1.0)
+        adata = ad.AnnData(X.astype(np.float64), obs=adata.obs.copy(), var=adata.var.copy())
     train, hold = sd.pp.train_holdout_split(adata, holdout_size=0.2, stratify=label, random_state=0)
     var = np.asarray(train.X).var(axis=0)  # training split only
     genes = train.var_names[np.argsort(-var)[:n_genes]]
     return train[:, genes].copy(), hold[:, genes].copy(), label
 
 
-def _pick(res: pd.DataFrame, metric: str, pattern: str) -> float:
-    rows = res[(res["metric"] == metric) & res["variant"].astype(str).str.fullmatch(pattern)]
-    return float(rows["value"].mean()) if len(rows) else float("nan")
+def _per_class_gaussian(train, label: str, seed: int = 0):
+    """Non-private yardstick: each class's exact mean and covariance, as many rows per class as in ``train``."""
+    import anndata as ad
+
+    rng = np.random.default_rng(seed)
+    X = np.asarray(train.X, dtype=float)
+    y = train.obs[label].to_numpy()
+    parts, labels = [], []
+    for c in train.obs[label].cat.categories:
+        Xc = X[y == c]
+        if len(Xc) == 0:
+            continue
+        cov = np.cov(Xc.T) if len(Xc) > 1 else np.zeros((X.shape[1], X.shape[1]))
+        parts.append(rng.multivariate_normal(Xc.mean(0), cov, size=len(Xc), method="eigh"))
+        labels += [c] * len(Xc)
+    obs = pd.DataFrame({label: pd.Categorical(labels, categories=train.obs[label].cat.categories)})
+    obs.index = obs.index.astype(str)
+    return ad.AnnData(np.vstack(parts), obs=obs, var=train.var.copy())
+
+
+def _smartnoise_rows(python: str, train, hold, label: str, eps_grid, n_genes: int, seeds: int):
+    """smartnoise-synth MST in another interpreter (``_smartnoise_mst.py``); returns synthetic AnnDatas or a reason."""
+    import anndata as ad
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "train.npz"
+        np.savez(src, X=np.asarray(train.X, dtype=float), y=train.obs[label].cat.codes.to_numpy())
+        for eps in eps_grid:
+            if eps is None:
+                continue
+            for seed in range(seeds):
+                dst = Path(tmp) / f"syn_{eps}_{seed}.npz"
+                cmd = [python, str(Path(__file__).with_name("_smartnoise_mst.py")), str(src), str(dst), str(eps)]
+                t0 = time.perf_counter()
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                secs = time.perf_counter() - t0
+                if proc.returncode != 0:
+                    return f"smartnoise MST failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}"
+                res = np.load(dst)
+                cats = train.obs[label].cat.categories
+                obs = pd.DataFrame({label: pd.Categorical.from_codes(res["y"], categories=cats)})
+                obs.index = obs.index.astype(str)
+                out[(eps, seed)] = (ad.AnnData(res["X"], obs=obs, var=train.var.copy()), secs)
+    return out
+
+
+def _row(res, name, method, eps, seed, secs, column="value"):
+    def pick(metric, pattern):
+        rows = res[(res["metric"] == metric) & res["variant"].astype(str).str.fullmatch(pattern)]
+        return float(rows[column].mean()) if len(rows) else float("nan")
+
+    return {
+        "data": name,
+        "method": method,
+        "eps": "none" if eps is None else eps,
+        "seed": seed,
+        "acc": pick("ml_efficacy", "accuracy"),
+        "bacc": pick("ml_efficacy", "balanced_accuracy"),
+        "overlap": pick("histogram_overlap", "bins=25"),
+        "de_tpr": pick("de_genes", "tpr"),
+        "de_fpr": pick("de_genes", "fpr"),
+        "coex_recall": pick("coexpression", r"r>0\.7:recall"),
+        "coex_precision": pick("coexpression", r"r>0\.7:precision"),
+        "seconds": secs,
+    }
+
+
+def _print(row):
+    print("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", nargs="+", default=list(DATA), choices=list(DATA))
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
-    ap.add_argument("--eps", nargs="+", default=["1", "10", "100", "none"])
+    ap.add_argument("--eps", nargs="+", default=EPS)
     ap.add_argument("--seeds", type=int, default=1, help="generation seeds per private cell")
     ap.add_argument("--genes", type=int, default=500)
     ap.add_argument("--out", default=None, help="CSV file for the per-run rows")
+    ap.add_argument(
+        "--smartnoise-python",
+        default=os.environ.get("SMARTNOISE_PYTHON"),
+        help="python of an environment with smartnoise-synth (runs its MST beside ours)",
+    )
     args = ap.parse_args()
+    sd.settings.progress = False
     eps_grid = [None if e.lower() == "none" else float(e) for e in args.eps]
     print(f"data={args.data} methods={args.methods} eps={args.eps} seeds={args.seeds} genes={args.genes}")
+    print(f"python {sys.version.split()[0]}, scdpsynth {sd.__version__}")
     rows = []
+
+    def evaluate(train, syn, hold, label):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return sd.tl.evaluate(train, syn, holdout=hold, metrics=METRICS, groupby=label)
+
     for name in args.data:
         train, hold, label = _split(name, args.genes)
         print(f"{name}: train {train.shape}, holdout {hold.shape}, label {label}", flush=True)
+        t0 = time.perf_counter()
+        res = evaluate(train, _per_class_gaussian(train, label), hold, label)
+        rows.append(_row(res, name, "per-class Gaussian", None, 0, time.perf_counter() - t0))
+        _print(rows[-1])
+        rows.append(_row(res, name, "real holdout", None, 0, float("nan"), column="reference"))
+        _print(rows[-1])
         for method in args.methods:
             for eps in eps_grid:
                 for seed in range(args.seeds if eps is not None else 1):
@@ -70,27 +178,19 @@ def main() -> None:
                         syn = sd.tl.generate(
                             train, method, eps=eps, groupby=label, random_state=None if eps is not None else 0
                         )
-                        secs = time.perf_counter() - t0
-                        res = sd.tl.evaluate(train, syn, holdout=hold, metrics=METRICS, groupby=label)
-                    row = {
-                        "data": name,
-                        "method": method,
-                        "eps": "none" if eps is None else eps,
-                        "seed": seed,
-                        "acc": _pick(res, "ml_efficacy", "accuracy"),
-                        "bacc": _pick(res, "ml_efficacy", "balanced_accuracy"),
-                        "overlap": _pick(res, "histogram_overlap", "bins=25"),
-                        "de_tpr": _pick(res, "de_genes", "tpr"),
-                        "de_fpr": _pick(res, "de_genes", "fpr"),
-                        "coex_recall": _pick(res, "coexpression", r"r>0\.7:recall"),
-                        "coex_precision": _pick(res, "coexpression", r"r>0\.7:precision"),
-                        "seconds": secs,
-                    }
-                    rows.append(row)
-                    print(
-                        "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
-                        flush=True,
-                    )
+                    secs = time.perf_counter() - t0
+                    rows.append(_row(evaluate(train, syn, hold, label), name, method, eps, seed, secs))
+                    _print(rows[-1])
+        if args.smartnoise_python:
+            sn = _smartnoise_rows(args.smartnoise_python, train, hold, label, eps_grid, args.genes, args.seeds)
+            if isinstance(sn, str):
+                print(sn, flush=True)
+            else:
+                for (eps, seed), (syn, secs) in sn.items():
+                    rows.append(_row(evaluate(train, syn, hold, label), name, "smartnoise_mst", eps, seed, secs))
+                    _print(rows[-1])
+        else:
+            print("smartnoise_mst: not run (no --smartnoise-python / SMARTNOISE_PYTHON given)", flush=True)
     df = pd.DataFrame(rows)
     if args.out:
         df.to_csv(args.out, index=False)
