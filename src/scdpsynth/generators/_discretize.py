@@ -77,22 +77,29 @@ class Discretization:
             codes += X > self.edges[None, :, k]
         return codes
 
-    def inverse_transform(self, codes: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    def inverse_transform(
+        self, codes: np.ndarray, rng: np.random.Generator | None = None, positions: np.ndarray | None = None
+    ) -> np.ndarray:
         """Map bin codes (``n x d``) back to expression values.
 
         Without ``rng`` (or without a CDF) every code maps to its bin's value, ``values[g, codes[:, g]]``. With
         ``rng`` and a CDF, each entry is drawn from the gene's density restricted to its bin (inverse CDF of a uniform
-        between the CDF at the bin's edges), so synthetic values spread like data within bins.
+        between the CDF at the bin's edges), so synthetic values spread like data within bins. ``positions``
+        (``n x d`` in ``[0, 1)``, optional) replaces those uniforms: a model that knows where in the bin each entry
+        lies (a copula's latent quantile) passes it, so the within-bin draws keep its dependence between genes.
         """
         codes = np.asarray(codes)
         if rng is None or self.cdf is None:
             return np.take_along_axis(self.values.T, codes.astype(np.intp), axis=0)
+        if positions is not None and np.shape(positions) != codes.shape:
+            raise ValueError(f"positions must have the shape of codes {codes.shape}, got {np.shape(positions)}.")
         out = np.empty(codes.shape, dtype=float)
         for g in range(codes.shape[1]):
             cdf = self.cdf[g]
             at_edges = np.concatenate([[0.0], np.interp(self.edges[g], self.grid, cdf), [1.0]])
             b = codes[:, g].astype(np.intp)
-            u = at_edges[b] + rng.random(b.size) * (at_edges[b + 1] - at_edges[b])
+            w = rng.random(b.size) if positions is None else np.clip(positions[:, g], 0.0, 1.0)
+            u = at_edges[b] + w * (at_edges[b + 1] - at_edges[b])
             out[:, g] = np.interp(u, cdf, self.grid)
         return out
 

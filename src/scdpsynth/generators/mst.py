@@ -13,7 +13,10 @@ marginals), and the genes are coupled along a directed tree by a Gaussian copula
 ``z_c = r_c z_a + sqrt(1 - r_c^2) e_c`` for each edge ``a -> c`` (roots standard normal), mapped to bins through the
 class-conditional CDFs. ``r_c`` is the within-class correlation of the genes' centred bin scores on the edge
 (rank-to-Gaussian corrected, ``2 sin(pi r / 6)``). Sampling is ancestral, ``O(n d)``; no iterative estimation is
-needed, so 500-5,000 genes fit in seconds to minutes (the selection's eigendecomposition is ``O(d^3)``).
+needed, so 500-5,000 genes fit in seconds to minutes (the selection's eigendecomposition is ``O(d^3)``). With
+``within_bin="sample"`` each value is drawn inside its bin at the latent quantile's position in the bin (not an
+independent uniform), so the draws keep the copula's dependence: on bulk ALL (500 genes) non-private co-expression
+recall (``r > 0.7``) went from 0.44 to 0.52, on flu from 0.09 to 0.17; the marginals are unchanged.
 
 Privacy (add/remove one record; every release is Gaussian, recorded in ``self.ledger``)
 -------------------------------------------------------------------------------------
@@ -39,7 +42,9 @@ pseudo-count ``smoothing`` per cell) and normalised; the within-class correlatio
 by them (all post-processing). With ``eps=None`` everything is exact.
 
 Limits: the selection's signal per pair scales like ``n sqrt(rho) / d``; with ~100 records and 500 genes (bulk ALL)
-the DP tree is close to random even at eps=100 (see ``benchmarks/bench_bulk.py``).
+the DP tree is close to random even at eps=100 (co-expression recall 0.05; see ``benchmarks/bench_bulk.py``). A tree
+also holds only ``d - 1`` direct dependencies, so dense co-expression modules (flu) keep only path products of their
+correlations, even without noise.
 """
 
 from __future__ import annotations
@@ -273,13 +278,22 @@ class MSTGenerator(MarginalGenerator):
         n = len(labels)
         z = np.zeros((n, d))
         codes = np.zeros((n, d), dtype=np.intp)
+        within = np.zeros((n, d))  # where the latent quantile lies inside its bin: Uniform(0, 1) given the bin
         e = self.rng.standard_normal((n, d))
+        rows = np.arange(n)
         for g in self.order_:
             pa = self.parent_[g]
             r = self.rho_edges_[g]
             z[:, g] = e[:, g] if pa < 0 else r * z[:, pa] + math.sqrt(1.0 - r * r) * e[:, g]
             cdf = np.cumsum(self.cond_[g][:, labels].T, axis=1)  # (n, B)
-            codes[:, g] = np.minimum((ndtr(z[:, g])[:, None] >= cdf).sum(1), self.n_bins - 1)
+            u = ndtr(z[:, g])
+            b = np.minimum((u[:, None] >= cdf).sum(1), self.n_bins - 1)
+            lo = np.where(b > 0, cdf[rows, np.maximum(b - 1, 0)], 0.0)
+            width = cdf[rows, b] - lo
+            codes[:, g] = b
+            within[:, g] = np.where(width > 0, (u - lo) / np.where(width > 0, width, 1.0), 0.5)
+        if self.within_bin == "sample":  # within-bin draws follow the latent quantile: correlations survive the bins
+            return self.disc_.inverse_transform(codes, self.rng, positions=within)
         return self._back_map(codes)
 
     def params(self) -> dict:
