@@ -751,6 +751,14 @@ def test_vae_defaults_learn_on_small_bulk_data_without_warning(bioc_all_small):
     assert 0.5 < np.median(S.std(0) / X.std(0)) < 2.0
 
 
+def test_vae_model_size_follows_public_choices_only():
+    # small under DP (noise grows with the parameters) and for counts; wider for a non-private Gaussian fit
+    assert (DPVAE(eps=None).latent_dim, DPVAE(eps=None).hidden_dim) == (16, 32)
+    assert (DPVAE(eps=1.0).latent_dim, DPVAE(eps=1.0).hidden_dim) == (2, 8)
+    assert (DPVAE(eps=None, likelihood="nb").latent_dim, DPVAE(eps=None, likelihood="nb").hidden_dim) == (2, 8)
+    assert DPVAE(eps=None, latent_dim=4, hidden_dim=12).params()["latent_dim"] == 4
+
+
 def test_vae_warns_when_a_fit_did_not_learn(bioc_all_small):
     X, y = _xy(bioc_all_small, "lineage")
     with pytest.warns(NotLearnedWarning, match="did not learn"):

@@ -121,7 +121,9 @@ class DPVAE(DeepGenerator):
     likelihood
         ``"gaussian"`` (continuous input), ``"nb"`` or ``"zinb"`` (raw integer counts in and out).
     latent_dim, hidden_dim
-        Latent dimension and width of the hidden layers.
+        Latent dimension and width of the hidden layers. ``None`` (default): 2 and 8 for a private fit or a counts
+        likelihood, 16 and 32 for a non-private Gaussian fit (there is no DP-SGD noise to drown a wider model: on
+        the flu data, accuracy 0.87 -> 0.97 against 0.98 for a per-class Gaussian; ALL and GEUVADIS stay at 1.0).
     epochs, batch_size
         Training length in expected passes over the data, and the expected batch size (Poisson sampling rate
         ``q = min(1, batch_size / n_hat)`` with ``n_hat`` the sum of the DP class counts); DP-SGD takes
@@ -130,7 +132,7 @@ class DPVAE(DeepGenerator):
     lr
         Adam learning rate.
 
-    The defaults (a small model: ``hidden_dim=8``, ``latent_dim=2``; ``lr=1e-2``; 100 epochs of large batches)
+    The private defaults (a small model: ``hidden_dim=8``, ``latent_dim=2``; ``lr=1e-2``; 100 epochs of large batches)
     were chosen by a sweep on bulk ALL (500 highest-variance probes, lineage) and checked on the flu challenge
     data: DP-SGD noise grows with the number of parameters, and on 100-250 rows small models learn where wide ones
     drown in noise (ALL, eps=10: balanced accuracy 0.98 over 4 seeds vs 0.50 with the former width 64/latent 16;
@@ -186,8 +188,8 @@ class DPVAE(DeepGenerator):
         random_state=None,
         unit="sample",
         likelihood="gaussian",
-        latent_dim=2,
-        hidden_dim=8,
+        latent_dim=None,
+        hidden_dim=None,
         epochs=100,
         batch_size=None,
         lr=1e-2,
@@ -204,6 +206,10 @@ class DPVAE(DeepGenerator):
         progress=None,
         init_scale=1.0,
     ):
+        # model size from public choices only (eps given or not, the likelihood); see the class docstring
+        large = eps is None and likelihood == "gaussian"
+        latent_dim = (16 if large else 2) if latent_dim is None else latent_dim
+        hidden_dim = (32 if large else 8) if hidden_dim is None else hidden_dim
         super().__init__(
             eps=eps,
             delta=delta,
