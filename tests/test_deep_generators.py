@@ -420,8 +420,9 @@ def test_sample_rate_batch_and_scope_come_from_the_dp_counts(bioc_all_small, cls
 
 
 def test_default_schedule_and_thread_setting_is_restored(bioc_all_small):
+    assert DPGAN(eps=1.0).epochs == 30  # private: fewer steps, less noise to drift on
     g = DPGAN()
-    assert g._schedule(128) == (0.25, 1200)  # batch max(32, ceil(128 / 50)) = 32, 300 epochs
+    assert g._schedule(128) == (0.25, 1200)  # batch max(32, ceil(128 / 50)) = 32, 300 epochs (non-private)
     q, steps = g._schedule(12261.4)
     assert g.batch_size_ == 246 and q == pytest.approx(246 / 12261.4) and steps == math.ceil(300 / q)
     assert g._schedule(-40.0) == (1.0, 300)  # a negative DP total: n_hat = 1
