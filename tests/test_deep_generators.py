@@ -426,10 +426,11 @@ def test_default_schedule_and_thread_setting_is_restored(bioc_all_small):
     q, steps = g._schedule(12261.4)
     assert g.batch_size_ == 246 and q == pytest.approx(246 / 12261.4) and steps == math.ceil(300 / q)
     assert g._schedule(-40.0) == (1.0, 300)  # a negative DP total: n_hat = 1
-    v = DPVAE()  # small data: full batches (batch max(128, ceil(n_hat / 20))), 100 epochs
-    assert v._schedule(102) == (1.0, 100)
+    v = DPVAE()  # small data: full batches (batch max(128, ceil(n_hat / 20))), 200 epochs (Gaussian)
+    assert v._schedule(102) == (1.0, 200)
     q, steps = v._schedule(5000.0)
-    assert v.batch_size_ == 250 and q == pytest.approx(0.05) and steps == 2000
+    assert v.batch_size_ == 250 and q == pytest.approx(0.05) and steps == 4000
+    assert DPVAE(likelihood="nb").epochs == 100 and DPVAE(epochs=7).epochs == 7  # counts: many cells, 100 epochs
     before = torch.get_num_threads()
     X, y = _xy(bioc_all_small, "lineage")
     DPGAN(eps=None, **{**TINY, "epochs": 1, "num_threads": max(1, before % 2 + 1)}).fit(X, y, n_classes=2)
@@ -742,7 +743,7 @@ def test_vae_defaults_learn_on_small_bulk_data_without_warning(bioc_all_small):
     X, y = _xy(bioc_all_small, "lineage")
     with warnings.catch_warnings():
         warnings.simplefilter("error", NotLearnedWarning)
-        g = DPVAE(eps=None, random_state=0).fit(X, y, n_classes=2)  # defaults: full batches, 100 steps
+        g = DPVAE(eps=None, random_state=0).fit(X, y, n_classes=2)  # defaults: full batches, 200 steps
     assert g.fit_diagnostics_["reconstruction_vs_class_means"] < 1.0  # measured 0.7-0.8
     assert g.fit_diagnostics_["class_spread_vs_real"] > 0.5
     counts = np.bincount(y)
