@@ -21,7 +21,7 @@ tested on the real holdout), histogram overlap (25 bins), DE-gene TPR/FPR, co-ex
 
 Usage::
 
-    python benchmarks/bench_bulk.py                                  # full grid (about an hour on 2 cores)
+    python benchmarks/bench_bulk.py                                  # full grid, one seed (about 25 min on 2 cores)
     python benchmarks/bench_bulk.py --methods dp_vae mst --eps 10 none --seeds 1 --data ALL
 """
 
