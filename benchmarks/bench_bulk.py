@@ -65,8 +65,6 @@ def _split(name: str, n_genes: int):
 
 def _per_class_gaussian(train, label: str, seed: int = 0):
     """Non-private yardstick: each class's exact mean and covariance, as many rows per class as in ``train``."""
-    import anndata as ad
-
     rng = np.random.default_rng(seed)
     X = np.asarray(train.X, dtype=float)
     y = train.obs[label].to_numpy()
@@ -78,15 +76,20 @@ def _per_class_gaussian(train, label: str, seed: int = 0):
         cov = np.cov(Xc.T) if len(Xc) > 1 else np.zeros((X.shape[1], X.shape[1]))
         parts.append(rng.multivariate_normal(Xc.mean(0), cov, size=len(Xc), method="eigh"))
         labels += [c] * len(Xc)
-    obs = pd.DataFrame({label: pd.Categorical(labels, categories=train.obs[label].cat.categories)})
-    obs.index = obs.index.astype(str)
-    return ad.AnnData(np.vstack(parts), obs=obs, var=train.var.copy())
+    return _synthetic(np.vstack(parts), labels, train, label)
 
 
-def _smartnoise_rows(python: str, train, hold, label: str, eps_grid, n_genes: int, seeds: int):
-    """smartnoise-synth MST in another interpreter (``_smartnoise_mst.py``); returns synthetic AnnDatas or a reason."""
+def _synthetic(X, labels, train, label: str):
+    """An AnnData of synthetic rows ``X`` with the training data's genes and label categories."""
     import anndata as ad
 
+    obs = pd.DataFrame({label: pd.Categorical(labels, categories=train.obs[label].cat.categories)})
+    obs.index = obs.index.astype(str)
+    return ad.AnnData(X, obs=obs, var=train.var.copy())
+
+
+def _smartnoise_rows(python: str, train, label: str, eps_grid, seeds: int):
+    """smartnoise-synth MST in another interpreter (``_smartnoise_mst.py``); returns synthetic AnnDatas or a reason."""
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "train.npz"
@@ -98,15 +101,16 @@ def _smartnoise_rows(python: str, train, hold, label: str, eps_grid, n_genes: in
                 dst = Path(tmp) / f"syn_{eps}_{seed}.npz"
                 cmd = [python, str(Path(__file__).with_name("_smartnoise_mst.py")), str(src), str(dst), str(eps)]
                 t0 = time.perf_counter()
-                proc = subprocess.run(cmd, capture_output=True, text=True)
+                try:
+                    proc = subprocess.run(cmd, capture_output=True, text=True)
+                except OSError as err:
+                    return f"smartnoise MST not run: {err}"
                 secs = time.perf_counter() - t0
                 if proc.returncode != 0:
                     return f"smartnoise MST failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}"
                 res = np.load(dst)
-                cats = train.obs[label].cat.categories
-                obs = pd.DataFrame({label: pd.Categorical.from_codes(res["y"], categories=cats)})
-                obs.index = obs.index.astype(str)
-                out[(eps, seed)] = (ad.AnnData(res["X"], obs=obs, var=train.var.copy()), secs)
+                labels = train.obs[label].cat.categories[res["y"]]
+                out[(eps, seed)] = (_synthetic(res["X"], labels, train, label), secs)
     return out
 
 
@@ -182,7 +186,7 @@ def main() -> None:
                     rows.append(_row(evaluate(train, syn, hold, label), name, method, eps, seed, secs))
                     _print(rows[-1])
         if args.smartnoise_python:
-            sn = _smartnoise_rows(args.smartnoise_python, train, hold, label, eps_grid, args.genes, args.seeds)
+            sn = _smartnoise_rows(args.smartnoise_python, train, label, eps_grid, args.seeds)
             if isinstance(sn, str):
                 print(sn, flush=True)
             else:

@@ -4,16 +4,17 @@ Model
 -----
 Generator ``G(z, y)``: an MLP on ``[z, onehot(y)]`` plus a learned per-class output offset (a direct path for the class
 means), softly bounded at ``+-4`` standard deviations (``4 tanh(. / 4)``). Critic ``D(x, y)``: a projection critic
-(Miyato & Koyama 2018), ``w' h(x) + e_y' h(x)`` with ``h`` one hidden layer. With the one-hot label only concatenated
-to the inputs (Mirza & Osindero 2014; this module before 0.3) the classes did not separate on bulk ALL even without
-privacy (balanced accuracy 0.33, chance 0.5); with the projection critic and the offset they do (1.00; flu 0.63 ->
-0.89-0.96, 300 epochs). Training uses the Wasserstein loss with weight clipping (Arjovsky et al. 2017): the critic
-minimises ``mean D(G(z), y_fake) - mean D(x, y)`` for ``n_critic`` steps per generator step, the generator minimises
-``-mean D(G(z), y_fake)``. Fake labels are drawn in proportion to the DP class counts (:attr:`class_counts_`).
-Features are standardised like in :class:`~scdpsynth.generators.dp_vae.DPVAE` and the scaling is reverted after
-sampling. A fit that did not learn (collapsed classes or outputs, or outputs stuck at the bound) raises a
-:class:`~scdpsynth._utils.NotLearnedWarning`; under DP on a few hundred rows it usually does not learn (DP-SGD noise
-on a critic with ``d x hidden_dim`` weights), and :class:`~scdpsynth.generators.dp_vae.DPVAE` is the deep model to use.
+(Miyato & Koyama 2018), ``w' h(x) + e_y' h(x)`` with ``h`` one hidden layer. With the one-hot label only
+concatenated to the inputs (Mirza & Osindero 2014; this module's earlier design) the classes did not separate on bulk
+ALL even without privacy (balanced accuracy 0.33, chance 0.5); with the projection critic and the offset they do
+(1.00; flu 0.63 -> 0.89-0.96, 300 epochs). Training uses the Wasserstein loss with weight clipping (Arjovsky et al.
+2017): the critic minimises ``mean D(G(z), y_fake) - mean D(x, y)`` for ``n_critic`` steps per generator step, the
+generator minimises ``-mean D(G(z), y_fake)``. Fake labels are drawn in proportion to the DP class counts
+(:attr:`class_counts_`). Features are standardised like in :class:`~scdpsynth.generators.dp_vae.DPVAE` and the
+scaling is reverted after sampling. A fit that did not learn (collapsed or random classes, collapsed outputs, or
+outputs stuck at the bound) raises a :class:`~scdpsynth._utils.NotLearnedWarning`; under DP on a few hundred rows it
+usually does not learn (DP-SGD noise on a critic with ``d x hidden_dim`` weights), and
+:class:`~scdpsynth.generators.dp_vae.DPVAE` is the deep model to use.
 
 Privacy (DPGAN, Xie et al. 2018)
 --------------------------------
