@@ -122,3 +122,31 @@ def test_evaldata_x_is_built_only_when_read():
     assert calls == [1]
     data.X  # noqa: B018 - built once, then kept
     assert calls == [1]
+
+
+@pytest.mark.parametrize("method", ["copula", "vine_nmf"])
+def test_donor_cap_is_drawn_first_and_only_kept_rows_are_read(cohort, method):
+    """With a binding cap (50 of 150 cells per donor), ``tl.generate`` reads only the kept rows; the result equals
+    the in-memory path's and a plain ``fit`` on all rows with the same seed (the cap is idempotent)."""
+    adata, path = cohort
+    kw = {"max_cells_per_donor": 50, **({"n_copula_genes": 20} if method == "copula" else {"n_hvg": 50})}
+    cls = sd.generators.registry.get(method)
+    y = adata.obs["cell_type"].cat.codes.to_numpy().astype(np.int64)
+    donors = adata.obs["donor_id"].cat.codes.to_numpy()
+    K = adata.obs["cell_type"].cat.categories.size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gen = cls(eps=10, unit="donor", random_state=0, **kw)
+        rows = gen.rows_used(donors)
+        assert rows.size == 12 * 50 and np.all(np.diff(rows) > 0)
+        assert np.all(np.bincount(donors[rows]) == 50)
+        gen.fit(adata.X[rows], y[rows], n_classes=K, donors=donors[rows])
+        plain = cls(eps=10, unit="donor", random_state=0, **kw).fit(adata.X, y, n_classes=K, donors=donors)
+        assert cls(eps=10, unit="sample", random_state=0, **kw).rows_used(donors) is None
+        np.testing.assert_array_equal(gen.class_counts_, plain.class_counts_)  # same noise, same draws after
+        led, led_plain = gen.ledger.to_dict(1e-5), plain.ledger.to_dict(1e-5)
+        assert set(led) == set(led_plain) and all(np.array_equal(led[k], led_plain[k]) for k in led)
+        assert (gen.sample([30] * K) != plain.sample([30] * K)).nnz == 0
+        in_memory = sd.tl.generate(adata, method, eps=10, **kw, **KW)
+        backed = sd.tl.generate(ad.read_h5ad(path, backed="r"), method, eps=10, **kw, **KW)
+    assert backed.shape == in_memory.shape and (backed.X != in_memory.X).nnz == 0

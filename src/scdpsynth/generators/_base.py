@@ -10,6 +10,7 @@ import numpy as np
 
 from .._utils import fit_random_state
 from ..privacy import DEFAULT_DELTA, Budget, Ledger
+from ._contribution import cap_cells_per_donor
 
 __all__ = ["BaseGenerator"]
 
@@ -97,6 +98,19 @@ class BaseGenerator(abc.ABC):
         Returns a dense float array for ``data == "continuous"`` and integer counts (dense, or scipy CSR for sparse
         single-cell output) for ``data == "counts"``.
         """
+
+    def rows_used(self, donors: np.ndarray | None = None) -> np.ndarray | None:
+        """Sorted indices of the rows :meth:`fit` will use, or ``None`` when it uses them all.
+
+        Generators that cap the cells per donor (``unit="donor"`` with an attribute ``m_``) draw the cap here, with
+        their own randomness: :func:`scdpsynth.tl.generate` then reads only these rows of an out-of-core matrix and
+        fits on them. The cap is idempotent (a donor with at most ``m_`` rows keeps them all, drawing nothing), so
+        ``fit`` on the selected rows gives exactly what ``fit`` on all rows would have given with the same seed.
+        """
+        m = getattr(self, "m_", None)
+        if self.unit != "donor" or donors is None or m is None:
+            return None
+        return cap_cells_per_donor(np.asarray(donors), m, self.rng)
 
     def params(self) -> dict:
         """Hyper-parameters (h5ad-serialisable), recorded in ``uns['scdpsynth']['params']``."""

@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import sparse
 
 from .. import _validation as V
-from .._chunks import load_matrix
+from .._chunks import load_matrix, load_rows
 from ..generators import registry
 from ..privacy import DEFAULT_DELTA
 
@@ -150,7 +150,10 @@ def generate(
     Parameters
     ----------
     adata
-        Real data. Not modified (except ``layers[layer_added]`` when asked for).
+        Real data. Not modified (except ``layers[layer_added]`` when asked for). In memory (dense or sparse),
+        backed (``anndata.read_h5ad(path, backed="r")``) or dask-backed; out-of-core matrices are read in row
+        chunks, and donor-level fits that cap the cells per donor (``copula``, ``vine_nmf``) read only the rows they
+        keep.
     method
         Generator name; see :func:`scdpsynth.tl.list_methods`.
     eps
@@ -215,10 +218,9 @@ def generate(
 
     # validate everything before the generator's module (torch for the deep ones) is imported
     registry.check(method)
-    X = load_matrix(V.get_matrix(adata, layer))  # backed / dask: read in row chunks (sparse stays sparse)
+    matrix = V.get_matrix(adata, layer)  # in memory, backed or dask: read below, in row chunks when out of core
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     V.check_unique_names(adata.var_names, "adata.var_names", fix="adata.var_names_make_unique()")
-    V.check_finite(X, where)
     eps = V.check_eps(eps)
     delta = DEFAULT_DELTA if delta is None else V.check_delta(delta)
     y, categories, label_keys = _labels(adata, groupby)
@@ -231,7 +233,7 @@ def generate(
         if donor_key is None:
             raise ValueError("unit='donor' needs donor_key=, the adata.obs column with donor identifiers.")
         donors, _ = V.check_categorical(adata, donor_key, what="donor_key")
-    transform = _resolve_transform(transform, X, layer)
+    transform = _resolve_transform(transform, matrix, layer)
     if layer_added is not None and not (isinstance(class_sizes, str) and class_sizes == "public" and n_obs is None):
         raise ValueError(
             "layer_added needs one synthetic row per real row of the same class: pass class_sizes='public' (the "
@@ -246,6 +248,14 @@ def generate(
             raise ValueError(f"method {method!r} cannot use public_reference; methods that can: {able}.")
         fit_kw["reference"] = _public_reference(public_reference, adata, groupby, categories, layer)
     gen = cls(eps=eps, delta=delta, random_state=random_state, unit=unit, **method_kwargs)
+    # a donor-level fit that caps the cells per donor draws its cap first and reads only the rows it keeps (an
+    # out-of-core matrix is streamed, so memory follows the kept cells, not the cohort); others read every row
+    rows = gen.rows_used(donors)
+    if rows is None:
+        X, y_fit, donors_fit = load_matrix(matrix), y, donors  # sparse stays sparse
+    else:
+        X, y_fit, donors_fit = load_rows(matrix, rows), y[rows], donors[rows]
+    V.check_finite(X, where)
     # ``data`` may be set per instance (e.g. a VAE with a count likelihood takes raw counts)
     counts_model = gen.data == "counts"
     counts_out = counts_model or transform == "log1p"
@@ -259,7 +269,7 @@ def generate(
                 raise ValueError(f"transform='log1p' needs non-negative values in {where}; pass transform='none'.")
             Xfit = np.log1p(Xfit)
     logger.info("Fitting %s (eps=%s, delta=%g, unit=%s) on %d x %d", method, eps, delta, unit, *adata.shape)
-    gen.fit(Xfit, y, n_classes=len(categories), donors=donors, **fit_kw)
+    gen.fit(Xfit, y_fit, n_classes=len(categories), donors=donors_fit, **fit_kw)
     x_dtype, x_sparse = X.dtype, sparse.issparse(X)
     del X, Xfit  # a matrix read from a backed / dask source is a private copy: free it before sampling
 
