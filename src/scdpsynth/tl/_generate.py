@@ -216,7 +216,8 @@ def generate(
 
     from .. import __version__
 
-    # validate everything before the generator's module (torch for the deep ones) is imported
+    # validate the arguments before the generator's module (torch for the deep ones) is imported; the values are
+    # checked once read, after the generator has said which rows it uses
     registry.check(method)
     matrix = V.get_matrix(adata, layer)  # in memory, backed or dask: read below, in row chunks when out of core
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
