@@ -150,3 +150,51 @@ def test_donor_cap_is_drawn_first_and_only_kept_rows_are_read(cohort, method):
         in_memory = sd.tl.generate(adata, method, eps=10, **kw, **KW)
         backed = sd.tl.generate(ad.read_h5ad(path, backed="r"), method, eps=10, **kw, **KW)
     assert backed.shape == in_memory.shape and (backed.X != in_memory.X).nnz == 0
+
+
+class _Recorder:
+    """An out-of-core matrix stand-in: CSR row slices only, recording the largest read."""
+
+    def __init__(self, X):
+        self.X, self.shape, self.dtype, self.largest = sparse.csr_matrix(X), X.shape, X.dtype, 0
+
+    def __getitem__(self, idx):
+        assert isinstance(idx, slice), "only row slices may be read"
+        block = self.X[idx]
+        self.largest = max(self.largest, block.shape[0])
+        return block
+
+
+def test_sample_level_copula_streams_blocks_and_matches_in_memory(cohort, monkeypatch):
+    adata, path = cohort
+    y = adata.obs["cell_type"].cat.codes.to_numpy().astype(np.int64)
+    K = adata.obs["cell_type"].cat.categories.size
+    monkeypatch.setattr("scdpsynth.generators.copula.CHUNK_ROWS", 256)  # several blocks on this small cohort
+    cls = sd.generators.registry.get("copula")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for eps in (10, None):
+            ref = cls(eps=eps, random_state=0, n_copula_genes=20).fit(adata.X, y, n_classes=K)
+            rec = _Recorder(adata.X)
+            gen = cls(eps=eps, random_state=0, n_copula_genes=20).fit(rec, y, n_classes=K)
+            assert 0 < rec.largest <= 256 < adata.n_obs  # never more than one block at a time
+            np.testing.assert_array_equal(gen.class_counts_, ref.class_counts_)
+            np.testing.assert_array_equal(gen.marginals_.mu, ref.marginals_.mu)
+            assert all(np.array_equal(a, b) for a, b in zip(gen.corr_, ref.corr_, strict=True))
+        kw = {"groupby": "cell_type", "random_state": 0, "n_copula_genes": 20}
+        in_memory = sd.tl.generate(adata, "copula", eps=10, **kw)
+        backed = sd.tl.generate(ad.read_h5ad(path, backed="r"), "copula", eps=10, **kw)
+    assert sparse.issparse(backed.X) and (backed.X != in_memory.X).nnz == 0
+    da = pytest.importorskip("dask.array")
+    lazy = adata.copy()
+    lazy.X = da.from_array(adata.X, chunks=(400, adata.n_vars))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert (sd.tl.generate(lazy, "copula", eps=10, **kw).X != in_memory.X).nnz == 0
+    bad = adata.copy()
+    bad.X = bad.X.astype(np.float32)
+    bad.X.data[0] = 0.5
+    bad_path = path.parent / "bad.h5ad"
+    bad.write_h5ad(bad_path)
+    with pytest.raises(ValueError, match="raw non-negative integer counts"):
+        sd.tl.generate(ad.read_h5ad(bad_path, backed="r"), "copula", eps=10, groupby="cell_type")

@@ -7,7 +7,7 @@ from scipy import sparse
 
 from ._progress import progress_bar
 
-__all__ = ["is_in_memory", "iter_row_blocks", "load_matrix", "load_rows"]
+__all__ = ["is_in_memory", "is_sparse", "iter_row_blocks", "load_matrix", "load_rows"]
 
 CHUNK_ROWS = 20_000
 
@@ -15,6 +15,15 @@ CHUNK_ROWS = 20_000
 def is_in_memory(X) -> bool:
     """True for numpy arrays and scipy sparse matrices (everything else is read in row chunks)."""
     return isinstance(X, np.ndarray) or sparse.issparse(X)
+
+
+def is_sparse(X) -> bool:
+    """True for scipy sparse matrices and for out-of-core sources read as sparse blocks (backed CSR/CSC h5ad, dask
+    arrays with sparse chunks); only the first row of an out-of-core source is read.
+    """
+    if is_in_memory(X):
+        return sparse.issparse(X)
+    return sparse.issparse(_read(X, 0, min(1, X.shape[0])))
 
 
 def _read(X, start: int, stop: int):

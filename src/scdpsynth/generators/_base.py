@@ -48,6 +48,9 @@ class BaseGenerator(abc.ABC):
     data: ClassVar[str] = "continuous"
     #: privacy units the generator can bound
     units: ClassVar[tuple[str, ...]] = ("sample",)
+    #: whether :meth:`fit` reads an out-of-core ``X`` (backed h5ad, dask) in row blocks itself, so that
+    #: :func:`scdpsynth.tl.generate` passes it unread (and the generator checks its values)
+    streams_input: ClassVar[bool] = False
     #: neighbouring relation of the stated sensitivities (one unit added/removed, or one unit's data replaced)
     neighbouring: ClassVar[str] = "add_remove"
 

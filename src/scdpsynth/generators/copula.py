@@ -50,6 +50,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse, special
 
+from .._chunks import CHUNK_ROWS, is_in_memory, iter_row_blocks, load_rows
 from ._base import BaseGenerator
 from ._contribution import (
     NEIGHBOURING,
@@ -112,7 +113,7 @@ def _weighted(A, w):
 
 
 def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger, rng, mean_cap=None,
-                     cell_weights=None, m_weighted=None):  # fmt: skip
+                     cell_weights=None, m_weighted=None, chunk_rows=None):  # fmt: skip
     """Noisy per-type cell counts and means of ``min(x, cap)``, its square and ``1[x > 0]`` (each ``K x d``).
 
     Releases ``counts`` (sensitivity ``m``) and, for each key of ``clips`` (``"mean"``, ``"second_moment"``,
@@ -122,6 +123,10 @@ def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger,
     ``stats["denominator"]`` holds the (noisy) denominators used.
     ``mean_cap`` (default ``count_cap``) caps the entries of the ``"mean"`` vectors; ``np.inf`` leaves them uncapped
     (the L2 clip alone bounds the sensitivity). A clip of ``np.inf`` (non-private fits) skips clipping.
+
+    ``X`` may be out of core (backed h5ad, h5py, dask): it is read in blocks of ``chunk_rows`` rows (default
+    ``CHUNK_ROWS``), each checked to hold raw counts; in-memory input goes through the same blocks, so both give
+    the same sums.
 
     ``cell_weights`` (donor means, :func:`~scdpsynth.generators._contribution.donor_type_weights`): the clipped
     vectors are weighted before summing, the weighted counts (donors per type) are released as ``donors`` (budget
@@ -141,8 +146,8 @@ def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger,
         n = np.maximum(units, 1.0)
     mean_cap = count_cap if mean_cap is None else mean_cap
 
-    def vector(key):  # the per-cell vectors, built one at a time (memory: one float64 copy of X at a time)
-        v = X.astype(np.float64)
+    def vector(block, key):  # one block's per-cell vectors (memory: one float64 copy of the block at a time)
+        v = block.astype(np.float64)
         if key == "mean":
             v.data = np.minimum(v.data, mean_cap)
         elif key == "second_moment":
@@ -151,14 +156,22 @@ def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger,
             v.data = (v.data > 0).astype(np.float64)
         return v
 
+    # per-type sums of the clipped (and weighted) per-cell vectors, accumulated over row blocks: an out-of-core X
+    # (backed h5ad, dask) is streamed once and never held whole
+    sums = {key: np.zeros((K, X.shape[1])) for key in clips}
+    for start, stop, block in iter_row_blocks(X, chunk_rows or CHUNK_ROWS):
+        block = _check_counts_matrix(block)
+        yb, wb = y[start:stop], None if w is None else w[start:stop]
+        for key, clip in clips.items():
+            v = vector(block, key) if np.isinf(clip) else clip_rows_l2(vector(block, key), clip)
+            sums[key] += grouped_sums(_weighted(v, wb), yb, K)
     upper = {"mean": mean_cap, "second_moment": count_cap**2, "nonzero": 1.0}
     stats = {}
     for key, clip in clips.items():
         if np.isinf(clip):  # non-private: exact means
-            stats[key] = grouped_sums(_weighted(vector(key), w), y, K) / n[:, None]
+            stats[key] = sums[key] / n[:, None]
             continue
-        sums = grouped_sums(_weighted(clip_rows_l2(vector(key), clip), w), y, K)
-        noisy = release(sums, sensitivity=sum_sensitivity(clip, m, neighbouring=neighbouring), rho=rho[key],
+        noisy = release(sums[key], sensitivity=sum_sensitivity(clip, m, neighbouring=neighbouring), rho=rho[key],
                         name=key, ledger=ledger, rng=rng) / n[:, None]  # fmt: skip
         stats[key] = project_mean(noisy, upper=upper[key], norm=clip)
     stats["denominator"] = n
@@ -256,6 +269,7 @@ class CopulaGenerator(BaseGenerator):
     data = "counts"
     units = ("sample", "donor")
     supports_public_reference = True
+    streams_input = True
 
     def __init__(
         self,
@@ -371,7 +385,7 @@ class CopulaGenerator(BaseGenerator):
                 f"donor-level DP: at most {self.m_} cells per donor used (random subsample), per-cell clipping"
                 + (", per-type donor means" if self._donor_means else "")
             )
-            return X[keep], y[keep], donors[keep]
+            return load_rows(X, keep), y[keep], donors[keep]  # out-of-core X: only the kept rows are read
         return X, y, None
 
     def fit(self, X, y, *, n_classes: int, donors=None, reference=None):
@@ -381,7 +395,8 @@ class CopulaGenerator(BaseGenerator):
         public atlas of the same tissue). The marginals and library sizes are then estimated from it without noise,
         and the budget goes to what remains private: the cell-type counts (and donors per type) and the copula.
         """
-        X = _check_counts_matrix(X)
+        if is_in_memory(X):  # out-of-core X is checked block by block as it is read
+            X = _check_counts_matrix(X)
         y = np.asarray(y, dtype=np.int64)
         self.scope = []
         if y.shape[0] != X.shape[0]:
@@ -424,7 +439,9 @@ class CopulaGenerator(BaseGenerator):
         dispersion = self.dispersion if self.dispersion != "auto" else ("moments" if exact else "zeros")
         self.class_counts_ = released  # DP per-type cell counts (of the cells kept after the donor cap)
         self.n_released_ = st.pop("denominator")  # noisy cells (or donors, for donor means) per type, >= 1
-        lib = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+        lib = np.zeros(X.shape[0])  # per-cell library sizes, one pass over the blocks
+        for start, stop, block in iter_row_blocks(X, CHUNK_ROWS):
+            lib[start:stop] = np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
         if self.size_factors:
             if self._public:
                 hist = grouped_sums(library_onehot(np.asarray(Xr.sum(axis=1), dtype=np.float64).ravel()), yr, K)
@@ -472,13 +489,23 @@ class CopulaGenerator(BaseGenerator):
         genes = [np.sort(np.argsort(-self.marginals_.mean[k], kind="stable")[:p]) for k in range(K)]
         clip = self.score_clip * np.sqrt(p)
         gram = np.zeros((K, p, p))
+        # each type's cells on its copula genes only (n x p, read block by block: X itself is never held whole)
+        parts = [[] for _ in range(K)]
+        for start, _, block in iter_row_blocks(X, CHUNK_ROWS):
+            yb = y[start : start + block.shape[0]]
+            for k in range(K):
+                parts[k].append(sparse.csr_matrix(block[yb == k])[:, genes[k]])
         for k in range(K):
+            Xk = sparse.vstack(parts[k], format="csr")
+            parts[k] = None
+            in_k = np.flatnonzero(y == k)  # row i of Xk is cell in_k[i]
             for lv in range(self.size_levels_.shape[1]):
-                rows = np.flatnonzero((y == k) & (self._cell_level == lv))
-                if rows.size == 0:
+                sel = np.flatnonzero(self._cell_level[in_k] == lv)
+                if sel.size == 0:
                     continue
+                rows = in_k[sel]
                 marg = self._level_marginals(k, lv, genes[k])
-                Z = clip_rows_l2(_scores_direct(X[rows][:, genes[k]].toarray(), marg, self.rng), clip)
+                Z = clip_rows_l2(_scores_direct(Xk[sel].toarray(), marg, self.rng), clip)
                 gram[k] += Z.T @ (Z if self._w is None else Z * self._w[rows, None])
         gram = release(gram, sensitivity=sum_sensitivity(clip, self._mult, neighbouring=self.neighbouring, power=2),
                        rho=rho, name="copula", ledger=self.ledger, rng=self.rng, symmetric=True)  # fmt: skip

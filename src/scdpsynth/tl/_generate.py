@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import sparse
 
 from .. import _validation as V
-from .._chunks import load_matrix, load_rows
+from .._chunks import is_in_memory, is_sparse, load_matrix, load_rows
 from ..generators import registry
 from ..privacy import DEFAULT_DELTA
 
@@ -252,16 +252,20 @@ def generate(
     # a donor-level fit that caps the cells per donor draws its cap first and reads only the rows it keeps (an
     # out-of-core matrix is streamed, so memory follows the kept cells, not the cohort); others read every row
     rows = gen.rows_used(donors)
-    if rows is None:
-        X, y_fit, donors_fit = load_matrix(matrix), y, donors  # sparse stays sparse
-    else:
+    X, y_fit, donors_fit = matrix, y, donors
+    streamed = rows is None and gen.streams_input and not is_in_memory(matrix)  # the generator reads the blocks
+    if rows is not None:
         X, y_fit, donors_fit = load_rows(matrix, rows), y[rows], donors[rows]
-    V.check_finite(X, where)
+    elif not streamed:
+        X = load_matrix(matrix)  # sparse stays sparse
+    if not streamed:  # a streaming generator checks each block as it reads it
+        V.check_finite(X, where)
     # ``data`` may be set per instance (e.g. a VAE with a count likelihood takes raw counts)
     counts_model = gen.data == "counts"
     counts_out = counts_model or transform == "log1p"
     if counts_model:
-        V.check_counts(X, where)
+        if not streamed:
+            V.check_counts(X, where)
         Xfit = X
     else:
         Xfit = V.to_dense(X)
@@ -271,7 +275,7 @@ def generate(
             Xfit = np.log1p(Xfit)
     logger.info("Fitting %s (eps=%s, delta=%g, unit=%s) on %d x %d", method, eps, delta, unit, *adata.shape)
     gen.fit(Xfit, y_fit, n_classes=len(categories), donors=donors_fit, **fit_kw)
-    x_dtype, x_sparse = X.dtype, sparse.issparse(X)
+    x_dtype, x_sparse = X.dtype, is_sparse(X)
     del X, Xfit  # a matrix read from a backed / dask source is a private copy: free it before sampling
 
     if gen.class_counts_ is None:
