@@ -152,8 +152,9 @@ def generate(
     adata
         Real data. Not modified (except ``layers[layer_added]`` when asked for). In memory (dense or sparse),
         backed (``anndata.read_h5ad(path, backed="r")``) or dask-backed; out-of-core matrices are read in row
-        chunks, and donor-level fits that cap the cells per donor (``copula``, ``vine_nmf``) read only the rows they
-        keep.
+        chunks. ``copula`` streams them (its per-type statistics are summed block by block, so the matrix is never
+        held whole); donor-level fits that cap the cells per donor (``copula``, ``vine_nmf``) read only the rows
+        they keep; other methods read the matrix into memory (sparse stays sparse).
     method
         Generator name; see :func:`scdpsynth.tl.list_methods`.
     eps
