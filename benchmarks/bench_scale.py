@@ -6,7 +6,9 @@ that reads the file with ``anndata.read_h5ad(path, backed="r")``; the child repo
 (``resource.getrusage``), so cases do not share memory. Steps:
 
 - ``fit``: ``sd.tl.generate(backed, "copula", eps=10, unit="donor", donor_key="donor_id", groupby="cell_type",
-  n_obs=<cells>)`` -- fit (each donor capped at 256 cells) and sample as many synthetic cells as real ones;
+  n_obs=<cells>)`` -- fit (each donor capped at 256 cells) and sample as many synthetic cells as real ones
+  (``--n-syn``: another number); ``--unit sample`` fits at the cell level instead (every cell used; the copula
+  streams the backed file in row blocks);
 - ``evaluate`` (``--evaluate``): ``sd.tl.evaluate(real, syn, metrics=<--metrics>, max_cells=<--max-cells>)`` on
   the backed real file and the synthetic file the ``fit`` step wrote (``--metrics camda``: the whole CAMDA preset;
   ``max_cells="auto"`` evaluates at most 50,000 cells per side, and the row's ``subsampled`` says so). The row also
@@ -18,7 +20,8 @@ The simulation step's own time is printed too. Baseline for ratios: the smallest
 Usage::
 
     python benchmarks/bench_scale.py [--cells 50000 200000 640000] [--genes 2000 5000] [--eps 10]
-        [--evaluate] [--metrics camda] [--max-cells auto] [--reuse] [--workdir /tmp/scdpsynth_scale]
+        [--unit donor|sample] [--n-syn N] [--evaluate] [--metrics camda] [--max-cells auto] [--reuse]
+        [--workdir /tmp/scdpsynth_scale]
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ def _child(args) -> None:
     out = {}
     if args.step == "fit":
         eps = None if args.eps == "none" else float(args.eps)
-        syn = sd.tl.generate(real, "copula", eps=eps, unit="donor", donor_key="donor_id", groupby="cell_type",
-                             n_obs=real.n_obs)  # fmt: skip
+        unit = {"unit": "donor", "donor_key": "donor_id"} if args.unit == "donor" else {"unit": "sample"}
+        n_syn = real.n_obs if args.n_syn is None else args.n_syn
+        syn = sd.tl.generate(real, "copula", eps=eps, groupby="cell_type", n_obs=n_syn, **unit)
         out["fit_sample_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         syn.write_h5ad(args.syn_path)
@@ -93,6 +97,8 @@ def main():
     ap.add_argument("--cells", type=int, nargs="+", default=[50_000, 200_000, 640_000])
     ap.add_argument("--genes", type=int, nargs="+", default=[2000, 5000])
     ap.add_argument("--eps", default="10")
+    ap.add_argument("--unit", choices=["donor", "sample"], default="donor", help="privacy unit of the copula fit")
+    ap.add_argument("--n-syn", type=int, default=None, help="synthetic cells to draw (default: as many as real)")
     ap.add_argument("--evaluate", action="store_true")
     ap.add_argument("--metrics", nargs="+", default=["camda"])
     ap.add_argument("--max-cells", default="auto", help="tl.evaluate's max_cells: auto, none or an integer")
@@ -125,8 +131,10 @@ def main():
                 del adata
             else:
                 nnz = float("nan")
-            syn_path = work / f"syn_{donors}x{CELLS_PER_DONOR}_{genes}_eps{args.eps}.h5ad"
-            base = [sys.executable, __file__, "--path", str(path), "--syn-path", str(syn_path), "--eps", args.eps]
+            tag = "" if args.unit == "donor" else "_sample"
+            syn_path = work / f"syn_{donors}x{CELLS_PER_DONOR}_{genes}_eps{args.eps}{tag}.h5ad"
+            base = [sys.executable, __file__, "--path", str(path), "--syn-path", str(syn_path), "--eps", args.eps,
+                    "--unit", args.unit] + ([] if args.n_syn is None else ["--n-syn", str(args.n_syn)])  # fmt: skip
             fit = {} if args.reuse and syn_path.exists() else _run([*base, "--child", "fit"])
             row = {"cells": donors * CELLS_PER_DONOR, "donors": donors, "genes": genes, "nnz": nnz,
                    "simulate_s": sim_s, "fit_sample_s": fit.get("fit_sample_s"),
