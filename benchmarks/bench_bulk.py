@@ -23,6 +23,7 @@ Usage::
 
     python benchmarks/bench_bulk.py                                  # full grid, one seed (about 25 min on 2 cores)
     python benchmarks/bench_bulk.py --methods dp_vae mst --eps 10 none --seeds 1 --data ALL
+    python benchmarks/bench_bulk.py --methods dp_vae --eps none --n-syn 1000   # overlap without small-sample noise
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def _split(name: str, n_genes: int):
     return train[:, genes].copy(), hold[:, genes].copy(), label
 
 
-def _per_class_gaussian(train, label: str, seed: int = 0):
-    """Non-private yardstick: each class's exact mean and covariance, as many rows per class as in ``train``."""
+def _per_class_gaussian(train, label: str, seed: int = 0, n_rows: int | None = None):
+    """Non-private yardstick: each class's exact mean and covariance, as many rows per class as in ``train`` (or
+    ``n_rows`` in all, split in the training class proportions)."""
     rng = np.random.default_rng(seed)
     X = np.asarray(train.X, dtype=float)
     y = train.obs[label].to_numpy()
@@ -73,9 +75,10 @@ def _per_class_gaussian(train, label: str, seed: int = 0):
         Xc = X[y == c]
         if len(Xc) == 0:
             continue
+        size = len(Xc) if n_rows is None else max(1, round(n_rows * len(Xc) / len(X)))
         cov = np.cov(Xc.T) if len(Xc) > 1 else np.zeros((X.shape[1], X.shape[1]))
-        parts.append(rng.multivariate_normal(Xc.mean(0), cov, size=len(Xc), method="eigh"))
-        labels += [c] * len(Xc)
+        parts.append(rng.multivariate_normal(Xc.mean(0), cov, size=size, method="eigh"))
+        labels += [c] * size
     return _synthetic(np.vstack(parts), labels, train, label)
 
 
@@ -147,6 +150,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1, help="generation seeds per private cell")
     ap.add_argument("--genes", type=int, default=500)
     ap.add_argument("--out", default=None, help="CSV file for the per-run rows")
+    ap.add_argument("--n-syn", type=int, default=None,
+                    help="synthetic rows per fit (default: the DP class counts, about the training size)")  # fmt: skip
     ap.add_argument(
         "--smartnoise-python",
         default=os.environ.get("SMARTNOISE_PYTHON"),
@@ -155,7 +160,8 @@ def main() -> None:
     args = ap.parse_args()
     sd.settings.progress = False
     eps_grid = [None if e.lower() == "none" else float(e) for e in args.eps]
-    print(f"data={args.data} methods={args.methods} eps={args.eps} seeds={args.seeds} genes={args.genes}")
+    print(f"data={args.data} methods={args.methods} eps={args.eps} seeds={args.seeds} genes={args.genes} "
+          f"n_syn={args.n_syn or 'DP class counts'}")  # fmt: skip
     print(f"python {sys.version.split()[0]}, scdpsynth {sd.__version__}")
     rows = []
 
@@ -168,7 +174,7 @@ def main() -> None:
         train, hold, label = _split(name, args.genes)
         print(f"{name}: train {train.shape}, holdout {hold.shape}, label {label}", flush=True)
         t0 = time.perf_counter()
-        res = evaluate(train, _per_class_gaussian(train, label), hold, label)
+        res = evaluate(train, _per_class_gaussian(train, label, n_rows=args.n_syn), hold, label)
         rows.append(_row(res, name, "per-class Gaussian", None, 0, time.perf_counter() - t0))
         _print(rows[-1])
         rows.append(_row(res, name, "real holdout", None, 0, float("nan"), column="reference"))
@@ -180,7 +186,12 @@ def main() -> None:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         syn = sd.tl.generate(
-                            train, method, eps=eps, groupby=label, random_state=None if eps is not None else 0
+                            train,
+                            method,
+                            eps=eps,
+                            groupby=label,
+                            random_state=None if eps is not None else 0,
+                            n_obs=args.n_syn,
                         )
                     secs = time.perf_counter() - t0
                     rows.append(_row(evaluate(train, syn, hold, label), name, method, eps, seed, secs))
