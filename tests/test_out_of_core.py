@@ -165,36 +165,39 @@ class _Recorder:
         return block
 
 
-def test_sample_level_copula_streams_blocks_and_matches_in_memory(cohort, monkeypatch):
+@pytest.mark.parametrize("method", ["copula", "vine_nmf"])
+def test_sample_level_fit_streams_blocks_and_matches_in_memory(cohort, monkeypatch, method):
     adata, path = cohort
     y = adata.obs["cell_type"].cat.codes.to_numpy().astype(np.int64)
     K = adata.obs["cell_type"].cat.categories.size
-    monkeypatch.setattr("scdpsynth.generators.copula.CHUNK_ROWS", 256)  # several blocks on this small cohort
-    cls = sd.generators.registry.get("copula")
+    for module in ("copula", "vine_nmf"):  # several blocks on this small cohort
+        monkeypatch.setattr(f"scdpsynth.generators.{module}.CHUNK_ROWS", 256)
+    cls = sd.generators.registry.get(method)
+    kw = {"n_copula_genes": 20} if method == "copula" else {"n_hvg": 50}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for eps in (10, None):
-            ref = cls(eps=eps, random_state=0, n_copula_genes=20).fit(adata.X, y, n_classes=K)
+            ref = cls(eps=eps, random_state=0, **kw).fit(adata.X, y, n_classes=K)
             rec = _Recorder(adata.X)
-            gen = cls(eps=eps, random_state=0, n_copula_genes=20).fit(rec, y, n_classes=K)
+            gen = cls(eps=eps, random_state=0, **kw).fit(rec, y, n_classes=K)
             assert 0 < rec.largest <= 256 < adata.n_obs  # never more than one block at a time
             np.testing.assert_array_equal(gen.class_counts_, ref.class_counts_)
             np.testing.assert_array_equal(gen.marginals_.mu, ref.marginals_.mu)
-            assert all(np.array_equal(a, b) for a, b in zip(gen.corr_, ref.corr_, strict=True))
-        kw = {"groupby": "cell_type", "random_state": 0, "n_copula_genes": 20}
-        in_memory = sd.tl.generate(adata, "copula", eps=10, **kw)
-        backed = sd.tl.generate(ad.read_h5ad(path, backed="r"), "copula", eps=10, **kw)
+            assert (gen.sample([40] * K) != ref.sample([40] * K)).nnz == 0  # same fit, same draws
+        gen_kw = {"groupby": "cell_type", "random_state": 0, **kw}
+        in_memory = sd.tl.generate(adata, method, eps=10, **gen_kw)
+        backed = sd.tl.generate(ad.read_h5ad(path, backed="r"), method, eps=10, **gen_kw)
     assert sparse.issparse(backed.X) and (backed.X != in_memory.X).nnz == 0
     da = pytest.importorskip("dask.array")
     lazy = adata.copy()
     lazy.X = da.from_array(adata.X, chunks=(400, adata.n_vars))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert (sd.tl.generate(lazy, "copula", eps=10, **kw).X != in_memory.X).nnz == 0
+        assert (sd.tl.generate(lazy, method, eps=10, **gen_kw).X != in_memory.X).nnz == 0
     bad = adata.copy()
     bad.X = bad.X.astype(np.float32)
     bad.X.data[0] = 0.5
-    bad_path = path.parent / "bad.h5ad"
+    bad_path = path.parent / f"bad_{method}.h5ad"
     bad.write_h5ad(bad_path)
     with pytest.raises(ValueError, match="raw non-negative integer counts"):
-        sd.tl.generate(ad.read_h5ad(bad_path, backed="r"), "copula", eps=10, groupby="cell_type")
+        sd.tl.generate(ad.read_h5ad(bad_path, backed="r"), method, eps=10, groupby="cell_type")

@@ -33,6 +33,7 @@ import functools
 import numpy as np
 from scipy import integrate, sparse, special
 
+from .._chunks import CHUNK_ROWS, is_in_memory, iter_row_blocks, load_rows
 from ._base import BaseGenerator
 from ._contribution import (
     cap_cells_per_donor,
@@ -274,6 +275,7 @@ class VineNMFGenerator(BaseGenerator):
     name = "vine_nmf"
     data = "counts"
     units = ("sample", "donor")
+    streams_input = True
 
     def __init__(
         self,
@@ -375,7 +377,8 @@ class VineNMFGenerator(BaseGenerator):
         return sum_sensitivity(clip, mult, neighbouring=self.neighbouring, power=power)
 
     def fit(self, X, y, *, n_classes: int, donors=None):
-        X = _check_counts_matrix(X)
+        if is_in_memory(X):  # out-of-core X is checked block by block as it is read
+            X = _check_counts_matrix(X)
         y = np.asarray(y, dtype=np.int64)
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"y has {y.shape[0]} labels for {X.shape[0]} cells.")
@@ -391,7 +394,7 @@ class VineNMFGenerator(BaseGenerator):
             if np.asarray(donors).shape[0] != X.shape[0]:
                 raise ValueError(f"donors has {np.asarray(donors).shape[0]} entries for {X.shape[0]} cells.")
             keep = cap_cells_per_donor(np.asarray(donors), self.m_, self.rng)
-            X, y, donors = X[keep], y[keep], np.asarray(donors)[keep]
+            X, y, donors = load_rows(X, keep), y[keep], np.asarray(donors)[keep]  # out of core: kept rows only
             self.scope.append(
                 f"donor-level DP: at most {self.m_} cells per donor used (random subsample), per-cell clipping"
                 + (", per-type donor means" if means else "")
@@ -419,8 +422,11 @@ class VineNMFGenerator(BaseGenerator):
         self.hvg_ = np.sort(np.argsort(-score, kind="stable")[: min(self.n_hvg, d)])
         self.k_ = k
         # 2. log-normalised HVGs -> DP Gram -> symmetric NMF basis
-        lib = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-        V = X[:, self.hvg_].astype(np.float64).toarray()
+        lib, V = np.zeros(X.shape[0]), np.zeros((X.shape[0], self.hvg_.size))
+        for start, stop, block in iter_row_blocks(X, CHUNK_ROWS):  # one pass; X itself is never held whole
+            block = sparse.csr_matrix(block)
+            lib[start:stop] = np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
+            V[start:stop] = block[:, self.hvg_].toarray()
         V = np.log1p(V * (self.target_sum / np.maximum(lib, 1.0))[:, None])
         V = clip_rows_l2(V, self.clip_lognorm)
         G = release(V.T @ V, sensitivity=self._sens(self.clip_lognorm, 2, per_type=False), rho=rho["gram"],
