@@ -1,4 +1,4 @@
-"""Cohort scale: copula fit+sample (donor-level DP) read backed from h5ad, and evaluation, with peak memory.
+"""Cohort scale: copula (or vine_nmf) fit+sample (donor- or cell-level DP) read backed from h5ad, and evaluation, with peak memory.
 
 Cohorts from ``sd.datasets.simulate_cohort`` (1,300 cells per donor, so 640k cells = 490 donors, the CAMDA 2026 Track
 II training split's size), written once to ``--workdir`` as h5ad. Each measurement runs in a fresh child process
@@ -7,8 +7,8 @@ that reads the file with ``anndata.read_h5ad(path, backed="r")``; the child repo
 
 - ``fit``: ``sd.tl.generate(backed, "copula", eps=10, unit="donor", donor_key="donor_id", groupby="cell_type",
   n_obs=<cells>)`` -- fit (each donor capped at 256 cells) and sample as many synthetic cells as real ones
-  (``--n-syn``: another number); ``--unit sample`` fits at the cell level instead (every cell used; the copula
-  streams the backed file in row blocks);
+  (``--n-syn``: another number); ``--unit sample`` fits at the cell level instead (every cell used; the fit
+  streams the backed file in row blocks); ``--method vine_nmf`` fits vine_nmf instead of the copula;
 - ``evaluate`` (``--evaluate``): ``sd.tl.evaluate(real, syn, metrics=<--metrics>, max_cells=<--max-cells>)`` on
   the backed real file and the synthetic file the ``fit`` step wrote (``--metrics camda``: the whole CAMDA preset;
   ``max_cells="auto"`` evaluates at most 50,000 cells per side, and the row's ``subsampled`` says so). The row also
@@ -20,8 +20,8 @@ The simulation step's own time is printed too. Baseline for ratios: the smallest
 Usage::
 
     python benchmarks/bench_scale.py [--cells 50000 200000 640000] [--genes 2000 5000] [--eps 10]
-        [--unit donor|sample] [--n-syn N] [--evaluate] [--metrics camda] [--max-cells auto] [--reuse]
-        [--workdir /tmp/scdpsynth_scale]
+        [--method copula|vine_nmf] [--unit donor|sample] [--n-syn N] [--evaluate] [--metrics camda]
+        [--max-cells auto] [--reuse] [--workdir /tmp/scdpsynth_scale]
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _child(args) -> None:
         eps = None if args.eps == "none" else float(args.eps)
         unit = {"unit": "donor", "donor_key": "donor_id"} if args.unit == "donor" else {"unit": "sample"}
         n_syn = real.n_obs if args.n_syn is None else args.n_syn
-        syn = sd.tl.generate(real, "copula", eps=eps, groupby="cell_type", n_obs=n_syn, **unit)
+        syn = sd.tl.generate(real, args.method, eps=eps, groupby="cell_type", n_obs=n_syn, **unit)
         out["fit_sample_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         syn.write_h5ad(args.syn_path)
@@ -97,7 +97,8 @@ def main():
     ap.add_argument("--cells", type=int, nargs="+", default=[50_000, 200_000, 640_000])
     ap.add_argument("--genes", type=int, nargs="+", default=[2000, 5000])
     ap.add_argument("--eps", default="10")
-    ap.add_argument("--unit", choices=["donor", "sample"], default="donor", help="privacy unit of the copula fit")
+    ap.add_argument("--method", choices=["copula", "vine_nmf"], default="copula")
+    ap.add_argument("--unit", choices=["donor", "sample"], default="donor", help="privacy unit of the fit")
     ap.add_argument("--n-syn", type=int, default=None, help="synthetic cells to draw (default: as many as real)")
     ap.add_argument("--evaluate", action="store_true")
     ap.add_argument("--metrics", nargs="+", default=["camda"])
@@ -131,10 +132,11 @@ def main():
                 del adata
             else:
                 nnz = float("nan")
-            tag = "" if args.unit == "donor" else "_sample"
+            tag = ("" if args.method == "copula" else f"_{args.method}") + ("" if args.unit == "donor" else "_sample")
             syn_path = work / f"syn_{donors}x{CELLS_PER_DONOR}_{genes}_eps{args.eps}{tag}.h5ad"
             base = [sys.executable, __file__, "--path", str(path), "--syn-path", str(syn_path), "--eps", args.eps,
-                    "--unit", args.unit] + ([] if args.n_syn is None else ["--n-syn", str(args.n_syn)])  # fmt: skip
+                    "--unit", args.unit, "--method", args.method]  # fmt: skip
+            base += [] if args.n_syn is None else ["--n-syn", str(args.n_syn)]
             fit = {} if args.reuse and syn_path.exists() else _run([*base, "--child", "fit"])
             row = {"cells": donors * CELLS_PER_DONOR, "donors": donors, "genes": genes, "nnz": nnz,
                    "simulate_s": sim_s, "fit_sample_s": fit.get("fit_sample_s"),
