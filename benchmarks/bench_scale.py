@@ -1,4 +1,4 @@
-"""Cohort scale: copula (or vine_nmf) fit+sample (donor- or cell-level DP) read backed from h5ad, and evaluation, with peak memory.
+"""Cohort scale: copula or vine_nmf fit+sample (donor- or cell-level DP) read backed from h5ad, evaluation, peak RSS.
 
 Cohorts from ``sd.datasets.simulate_cohort`` (1,300 cells per donor, so 640k cells = 490 donors, the CAMDA 2026 Track
 II training split's size), written once to ``--workdir`` as h5ad. Each measurement runs in a fresh child process
