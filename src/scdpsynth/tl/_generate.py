@@ -152,9 +152,9 @@ def generate(
     adata
         Real data. Not modified (except ``layers[layer_added]`` when asked for). In memory (dense or sparse),
         backed (``anndata.read_h5ad(path, backed="r")``) or dask-backed; out-of-core matrices are read in row
-        chunks. ``copula`` streams them (its per-type statistics are summed block by block, so the matrix is never
-        held whole); donor-level fits that cap the cells per donor (``copula``, ``vine_nmf``) read only the rows
-        they keep; other methods read the matrix into memory (sparse stays sparse).
+        chunks. ``copula`` and ``vine_nmf`` stream them (their statistics are summed block by block, so the matrix
+        is never held whole; at donor level only the rows the per-donor cap keeps are read); other methods read the
+        matrix into memory (sparse stays sparse).
     method
         Generator name; see :func:`scdpsynth.tl.list_methods`.
     eps
