@@ -3,7 +3,8 @@
 Cohorts from ``sd.datasets.simulate_cohort`` (1,300 cells per donor, so 640k cells = 490 donors, the CAMDA 2026 Track
 II training split's size), written once to ``--workdir`` as h5ad. Each measurement runs in a fresh child process
 that reads the file with ``anndata.read_h5ad(path, backed="r")``; the child reports its own wall time and peak RSS
-(``resource.getrusage``), so cases do not share memory. Steps:
+(``resource.getrusage``), so cases do not share memory; the cohort is simulated in a child as well, since a
+forked child's peak RSS starts at its parent's. Steps:
 
 - ``fit``: ``sd.tl.generate(backed, "copula", eps=10, unit="donor", donor_key="donor_id", groupby="cell_type",
   n_obs=<cells>)`` -- fit (each donor capped at 256 cells) and sample as many synthetic cells as real ones
@@ -47,6 +48,12 @@ def _child(args) -> None:
     sd.settings.progress = False
     warnings.simplefilter("ignore")
     t0 = time.perf_counter()
+    if args.step == "simulate":
+        adata = sd.datasets.simulate_cohort(
+            args.donors, CELLS_PER_DONOR, args.genes_one, random_state=0, path=args.path
+        )
+        print("RESULT " + json.dumps({"simulate_s": time.perf_counter() - t0, "nnz": int(adata.X.nnz)}), flush=True)
+        return
     real = ad.read_h5ad(args.path, backed="r")
     out = {}
     if args.step == "fit":
@@ -105,7 +112,9 @@ def main():
     ap.add_argument("--max-cells", default="auto", help="tl.evaluate's max_cells: auto, none or an integer")
     ap.add_argument("--reuse", action="store_true", help="skip the fit where the synthetic file already exists")
     ap.add_argument("--workdir", default="/tmp/scdpsynth_scale")
-    ap.add_argument("--child", choices=["fit", "evaluate"], default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["simulate", "fit", "evaluate"], default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--donors", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--genes-one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--syn-path", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -114,8 +123,6 @@ def main():
         _child(args)
         return
 
-    import scdpsynth as sd
-
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -123,15 +130,11 @@ def main():
         for cells in args.cells:
             donors = max(1, round(cells / CELLS_PER_DONOR))
             path = work / f"cohort_{donors}x{CELLS_PER_DONOR}_{genes}.h5ad"
-            sim_s = float("nan")
-            if not path.exists():
-                t0 = time.perf_counter()
-                adata = sd.datasets.simulate_cohort(donors, CELLS_PER_DONOR, genes, random_state=0, path=path)
-                sim_s = time.perf_counter() - t0
-                nnz = adata.X.nnz
-                del adata
-            else:
-                nnz = float("nan")
+            sim_s = nnz = float("nan")
+            if not path.exists():  # in a child too: on Linux a forked child's peak RSS starts at the parent's RSS
+                sim = _run([sys.executable, __file__, "--child", "simulate", "--path", str(path),
+                            "--donors", str(donors), "--genes-one", str(genes)])  # fmt: skip
+                sim_s, nnz = sim.get("simulate_s", sim_s), sim.get("nnz", nnz)
             tag = ("" if args.method == "copula" else f"_{args.method}") + ("" if args.unit == "donor" else "_sample")
             syn_path = work / f"syn_{donors}x{CELLS_PER_DONOR}_{genes}_eps{args.eps}{tag}.h5ad"
             base = [sys.executable, __file__, "--path", str(path), "--syn-path", str(syn_path), "--eps", args.eps,
