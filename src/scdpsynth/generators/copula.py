@@ -54,7 +54,6 @@ from .._chunks import CHUNK_ROWS, is_in_memory, iter_row_blocks, load_rows
 from ._base import BaseGenerator
 from ._contribution import (
     NEIGHBOURING,
-    cap_cells_per_donor,
     clip_rows_l2,
     contribution_bound,
     donor_mean_multiplier,
@@ -120,7 +119,8 @@ def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger,
     ``"nonzero"``), the per-type sums of the per-cell vectors clipped to L2 norm ``clips[key]`` (sensitivity
     ``m * clips[key]``), each with budget ``rho[key]``. Means divide by the noisy counts (at least 1) and are
     projected with :func:`project_mean`. Returns the released counts as drawn (possibly below 1) and the means;
-    ``stats["denominator"]`` holds the (noisy) denominators used.
+    ``stats["denominator"]`` holds the (noisy) denominators used, and ``stats["library"]`` each cell's exact
+    library size (read in the same pass; private, for the caller's own clipped releases, never released as is).
     ``mean_cap`` (default ``count_cap``) caps the entries of the ``"mean"`` vectors; ``np.inf`` leaves them uncapped
     (the L2 clip alone bounds the sensitivity). A clip of ``np.inf`` (non-private fits) skips clipping.
 
@@ -159,8 +159,10 @@ def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger,
     # per-type sums of the clipped (and weighted) per-cell vectors, accumulated over row blocks: an out-of-core X
     # (backed h5ad, dask) is streamed once and never held whole
     sums = {key: np.zeros((K, X.shape[1])) for key in clips}
+    lib = np.zeros(X.shape[0])
     for start, stop, block in iter_row_blocks(X, chunk_rows or CHUNK_ROWS):
         block = _check_counts_matrix(block)
+        lib[start:stop] = np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
         yb, wb = y[start:stop], None if w is None else w[start:stop]
         for key, clip in clips.items():
             v = vector(block, key) if np.isinf(clip) else clip_rows_l2(vector(block, key), clip)
@@ -175,6 +177,7 @@ def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger,
                         name=key, ledger=ledger, rng=rng) / n[:, None]  # fmt: skip
         stats[key] = project_mean(noisy, upper=upper[key], norm=clip)
     stats["denominator"] = n
+    stats["library"] = lib
     return released, stats
 
 
@@ -380,7 +383,7 @@ class CopulaGenerator(BaseGenerator):
             donors = np.asarray(donors)
             if donors.shape[0] != X.shape[0]:
                 raise ValueError(f"donors has {donors.shape[0]} entries for {X.shape[0]} cells.")
-            keep = cap_cells_per_donor(donors, self.m_, self.rng)
+            keep = self.rows_used(donors)  # the per-donor cap (a no-op on rows tl.generate already selected)
             self.scope.append(
                 f"donor-level DP: at most {self.m_} cells per donor used (random subsample), per-cell clipping"
                 + (", per-type donor means" if self._donor_means else "")
@@ -431,7 +434,7 @@ class CopulaGenerator(BaseGenerator):
             _, ref_st = dp_count_moments(Xr, yr, K, m=1, neighbouring=self.neighbouring, count_cap=np.inf,
                                          clips=dict.fromkeys(clips, np.inf), rho=exact_rho, ledger=None, rng=None,
                                          mean_cap=np.inf)  # fmt: skip
-            st.update({k: v for k, v in ref_st.items() if k != "denominator"})
+            st.update({k: v for k, v in ref_st.items() if k not in ("denominator", "library")})
             self.scope.append(
                 "public reference data (public_reference=...) supplied the per-type marginals and library sizes; "
                 "the budget covers the cell-type counts and the copula"
@@ -439,9 +442,7 @@ class CopulaGenerator(BaseGenerator):
         dispersion = self.dispersion if self.dispersion != "auto" else ("moments" if exact else "zeros")
         self.class_counts_ = released  # DP per-type cell counts (of the cells kept after the donor cap)
         self.n_released_ = st.pop("denominator")  # noisy cells (or donors, for donor means) per type, >= 1
-        lib = np.zeros(X.shape[0])  # per-cell library sizes, one pass over the blocks
-        for start, stop, block in iter_row_blocks(X, CHUNK_ROWS):
-            lib[start:stop] = np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
+        lib = st.pop("library")  # per-cell library sizes, read with the moments
         if self.size_factors:
             if self._public:
                 hist = grouped_sums(library_onehot(np.asarray(Xr.sum(axis=1), dtype=np.float64).ravel()), yr, K)

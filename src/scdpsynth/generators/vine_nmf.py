@@ -36,7 +36,6 @@ from scipy import integrate, sparse, special
 from .._chunks import CHUNK_ROWS, is_in_memory, iter_row_blocks, load_rows
 from ._base import BaseGenerator
 from ._contribution import (
-    cap_cells_per_donor,
     clip_rows_l2,
     contribution_bound,
     donor_mean_multiplier,
@@ -393,7 +392,7 @@ class VineNMFGenerator(BaseGenerator):
                 raise ValueError("unit='donor' needs donors= (integer donor codes per cell) in fit().")
             if np.asarray(donors).shape[0] != X.shape[0]:
                 raise ValueError(f"donors has {np.asarray(donors).shape[0]} entries for {X.shape[0]} cells.")
-            keep = cap_cells_per_donor(np.asarray(donors), self.m_, self.rng)
+            keep = self.rows_used(donors)  # the per-donor cap (a no-op on rows tl.generate already selected)
             X, y, donors = load_rows(X, keep), y[keep], np.asarray(donors)[keep]  # out of core: kept rows only
             self.scope.append(
                 f"donor-level DP: at most {self.m_} cells per donor used (random subsample), per-cell clipping"
@@ -422,11 +421,10 @@ class VineNMFGenerator(BaseGenerator):
         self.hvg_ = np.sort(np.argsort(-score, kind="stable")[: min(self.n_hvg, d)])
         self.k_ = k
         # 2. log-normalised HVGs -> DP Gram -> symmetric NMF basis
-        lib, V = np.zeros(X.shape[0]), np.zeros((X.shape[0], self.hvg_.size))
-        for start, stop, block in iter_row_blocks(X, CHUNK_ROWS):  # one pass; X itself is never held whole
-            block = sparse.csr_matrix(block)
-            lib[start:stop] = np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
-            V[start:stop] = block[:, self.hvg_].toarray()
+        lib = st.pop("library")  # per-cell library sizes, read with the moments
+        V = np.zeros((X.shape[0], self.hvg_.size))
+        for start, stop, block in iter_row_blocks(X, CHUNK_ROWS):  # X itself is never held whole
+            V[start:stop] = sparse.csr_matrix(block)[:, self.hvg_].toarray()
         V = np.log1p(V * (self.target_sum / np.maximum(lib, 1.0))[:, None])
         V = clip_rows_l2(V, self.clip_lognorm)
         G = release(V.T @ V, sensitivity=self._sens(self.clip_lognorm, 2, per_type=False), rho=rho["gram"],
