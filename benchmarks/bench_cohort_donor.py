@@ -22,6 +22,7 @@ private donors -- a best case that a real public atlas (other protocol, other do
 Usage::
 
     python benchmarks/bench_cohort_donor.py [--methods copula vine_nmf] [--eps 1 10 100 none] [--genes 2000]
+        [--gene-tiers 1 5] [--tier-clip-scale 1.0]
 """
 
 from __future__ import annotations
@@ -67,6 +68,14 @@ def main():
         choices=["mean", "sum"],
         help="copula's donor_aggregation (each value is one row per eps)",
     )
+    ap.add_argument(
+        "--gene-tiers",
+        nargs="+",
+        type=int,
+        default=[5],
+        help="copula's gene_tiers (each value is one row per private eps; 1 = one clip for all genes; default 5)",
+    )
+    ap.add_argument("--tier-clip-scale", type=float, default=None, help="copula's tier_clip_scale (default: its own)")
     args = ap.parse_args()
     sd.settings.progress = False
     warnings.simplefilter("ignore")
@@ -93,15 +102,22 @@ def main():
           f"{train_eval.n_obs} / {hold_eval.n_obs} cells; attack on {train_att.n_obs} member / {hold_att.n_obs} "
           f"non-member cells ({args.cells_per_donor_attack} per donor)")  # fmt: skip
     rows = []
-    cases = [(mth, agg) for mth in args.methods for agg in (args.donor_aggregation if mth == "copula" else [None])]
+    cases = [("copula", agg, t) for agg in args.donor_aggregation for t in args.gene_tiers if "copula" in args.methods]
+    cases += [(mth, None, None) for mth in args.methods if mth != "copula"]
     if public is not None:
-        cases.append(("copula", "public_ref"))
-    for method, agg in cases:
+        cases.append(("copula", "public_ref", None))
+    for method, agg, tiers in cases:
         for e in args.eps:
             eps = None if e == "none" else float(e)
+            if eps is None and tiers is not None and tiers > min(args.gene_tiers):  # non-private: tiers do nothing
+                continue
             kw = {} if agg is None else {"donor_aggregation": agg}
             if agg == "public_ref":
                 kw = {"public_reference": public}
+            if tiers is not None:
+                kw["gene_tiers"] = tiers
+                if args.tier_clip_scale is not None:
+                    kw["tier_clip_scale"] = args.tier_clip_scale
             t0 = time.perf_counter()
             syn = sd.tl.generate(train, method, eps=eps, groupby="cell_type", unit="donor", donor_key="donor_id",
                                  n_obs=args.n_syn, **kw)  # fmt: skip
@@ -111,7 +127,8 @@ def main():
             ev = ev.set_index("metric")
             att = sd.tl.attack(train_att, hold_att, syn, method="dcr", unit="donor", donor_key="donor_id")
             res = att["results"].iloc[0]
-            rows.append({"method": method, "donor_aggregation": agg or "-", "eps": e, "fit_sample_s": fit_s,
+            rows.append({"method": method, "donor_aggregation": agg or "-", "gene_tiers": tiers or "-", "eps": e,
+                         "fit_sample_s": fit_s,
                          "ilisi": ev.loc["camda_ilisi", "value"], "ilisi_real": ev.loc["camda_ilisi", "reference"],
                          "scc": ev.loc["camda_scc", "value"], "scc_real": ev.loc["camda_scc", "reference"],
                          "donor_mia_auroc": res["auroc"], "n_member_donors": res["n_members"],

@@ -34,6 +34,7 @@ import numpy as np
 from scipy import integrate, sparse, special
 
 from .._chunks import CHUNK_ROWS, is_in_memory, iter_row_blocks, load_rows
+from ..privacy import gaussian_sigma_for_rho
 from ._base import BaseGenerator
 from ._contribution import (
     clip_rows_l2,
@@ -45,6 +46,7 @@ from ._contribution import (
     sum_sensitivity,
 )
 from ._count_marginals import FAMILIES, LIB_EDGES, TableSampler, _size_from_zeros, marginals_from_moments
+from ._denoise import threshold_histogram
 from .copula import (
     _CHUNK,
     _SAFETY,
@@ -269,6 +271,11 @@ class VineNMFGenerator(BaseGenerator):
     weights
         Budget shares of ``counts``, ``donors`` (donor means only), ``mean``, ``second_moment``, ``nonzero``,
         ``gram``, ``library``, ``factor_hist`` and ``vine`` (split evenly over the fitted trees).
+    denoise
+        Post-processing of private releases (no privacy cost): empirical-Bayes posterior means for the per-type
+        moments (as in :class:`~scdpsynth.generators.copula.CopulaGenerator`), and the library-size and
+        factor-score histograms' bins below 3 noise sd zeroed
+        (:func:`~scdpsynth.generators._denoise.threshold_histogram`).
     """
 
     name = "vine_nmf"
@@ -300,8 +307,10 @@ class VineNMFGenerator(BaseGenerator):
         dispersion: str = "zeros",
         neighbouring: str = "add_remove",
         weights: dict | None = None,
+        denoise: bool = True,
     ):
         super().__init__(eps=eps, delta=delta, random_state=random_state, unit="sample" if unit == "cell" else unit)
+        self.denoise = bool(denoise)
         ints = {"n_factors": n_factors, "n_hvg": n_hvg, "n_bins": n_bins, "count_cap": count_cap}
         for nm, v in ints.items():
             if int(v) < 1:
@@ -353,6 +362,7 @@ class VineNMFGenerator(BaseGenerator):
             "families": list(self.families),
             "dispersion": self.dispersion,
             "neighbouring": self.neighbouring,
+            "denoise": self.denoise,
         }
 
     def _rho(self, n_levels: int) -> dict[str, float]:
@@ -407,7 +417,8 @@ class VineNMFGenerator(BaseGenerator):
         clips = self.clips if self.private else dict.fromkeys(self.clips, np.inf)
         released, st = dp_count_moments(X, y, K, m=self.m_, neighbouring=self.neighbouring,
                                         count_cap=self.count_cap if self.private else np.inf, clips=clips, rho=rho,
-                                        ledger=acc, rng=rng, cell_weights=self._w, m_weighted=self._mult)  # fmt: skip
+                                        ledger=acc, rng=rng, cell_weights=self._w, m_weighted=self._mult,
+                                        denoise=self.denoise)  # fmt: skip
         self.class_counts_ = released  # DP per-type cell counts (of the cells kept after the donor cap)
         self.n_released_ = st.pop("denominator")  # noisy cells (or donors, for donor means) per type, >= 1
         n = np.maximum(released, 1.0)
@@ -435,6 +446,8 @@ class VineNMFGenerator(BaseGenerator):
         onehot = sparse.csr_matrix((np.ones(lb.size), (np.arange(lb.size), lb)), shape=(lb.size, len(_LIB_EDGES) - 1))
         lib_hist = release(grouped_sums(_weighted(onehot, self._w), y, K), sensitivity=self._sens(1.0),
                            rho=rho["library"], name="library", ledger=acc, rng=rng)  # fmt: skip
+        if self.private and self.denoise:  # empty public bins hold only noise: zero them (post-processing)
+            lib_hist = threshold_histogram(lib_hist, gaussian_sigma_for_rho(rho["library"], self._sens(1.0)))
         lib_hist = np.maximum(lib_hist, 0.0) + 1e-9
         self.lib_p_ = lib_hist / lib_hist.sum(axis=1, keepdims=True)
         # 4. factor scores and their histograms
@@ -445,6 +458,9 @@ class VineNMFGenerator(BaseGenerator):
         onehot = sparse.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(W.shape[0], k * (self.n_bins + 1)))
         hist = release(grouped_sums(_weighted(onehot, self._w), y, K), sensitivity=self._sens(np.sqrt(k)),
                        rho=rho["factor_hist"], name="factor_hist", ledger=acc, rng=rng)  # fmt: skip
+        if self.private and self.denoise:  # per (type, factor) histogram: zero the bins below 3 noise sd
+            sigma = gaussian_sigma_for_rho(rho["factor_hist"], self._sens(np.sqrt(k)))
+            hist = threshold_histogram(hist.reshape(K * k, self.n_bins + 1), sigma).reshape(hist.shape)
         self.factor_marg_ = [_HistMarginal(hist[c].reshape(k, self.n_bins + 1), self.clip_lognorm) for c in range(K)]
         # 5. truncated C-vine per type
         U = np.empty_like(W)
