@@ -368,7 +368,7 @@ class CopulaGenerator(BaseGenerator):
         private fits, 1 otherwise (a public choice). iLISI, denoised one clip -> 5 tiers: simulated cohort (392
         training donors x 130 cells x 2,000 genes, donor level) eps=30 0.00 -> 0.16, eps=100 0.21 -> 0.77 (eps=10:
         0 either way); Kang's 12k control PBMCs (sample level, not tuned on) eps=1 / 10 / 100 0.016 / 0.749 / 0.795
-        -> 0.235 / 0.829 / 0.847. With a large budget the top genes pay for the tiers' smaller clips (see
+        -> 0.206 / 0.824 / 0.834. With a large budget the top genes pay for the tiers' smaller clips (see
         ``tests/test_denoise_tiers.py``).
     tier_clip_scale
         Multiplier of the Poisson rule that sets each tier's clip from the pilot means (1.0 beat 0.5, 0.7, 1.5 and
