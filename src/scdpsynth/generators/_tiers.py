@@ -1,4 +1,4 @@
-"""Gene tiers for the count moments: clip and release genes of similar expression together (opt-in).
+"""Gene tiers for the count moments: clip and release genes of similar expression together.
 
 One L2 clip for a cell's whole gene vector is set by its few highest genes: it adds noise of the same absolute size
 to every gene, many times the mean of a lowly expressed one. Splitting each cell type's genes into tiers of similar

@@ -128,8 +128,7 @@ def _weighted(A, w):
 
 
 def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger, rng, mean_cap=None,
-                     cell_weights=None, m_weighted=None, chunk_rows=None, denoise=False, tiers=None,
-                     pilot=None):  # fmt: skip
+                     cell_weights=None, m_weighted=None, chunk_rows=None, denoise=False, pilot=None):  # fmt: skip
     """Noisy per-type cell counts and means of ``min(x, cap)``, its square and ``1[x > 0]`` (each ``K x d``).
 
     Releases ``counts`` (sensitivity ``m``) and, for each key of ``clips`` (``"mean"``, ``"second_moment"``,
@@ -141,11 +140,11 @@ def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger,
     ``denoise=True`` replaces each released row by its empirical-Bayes posterior mean
     (:func:`~scdpsynth.generators._denoise.npmle_posterior_mean`, post-processing).
 
-    Gene tiers (:mod:`~scdpsynth.generators._tiers`): ``tiers`` holds one plan per type, ``[(genes, clips), ...]``
-    partitioning the genes, all with ``T`` tiers; ``pilot={"n_tiers": T, "scale": s, "rho": r}`` instead plans
-    them from a pilot release of the per-type means (one clip ``clips["mean"]``, budget ``r``). Tier ``t`` of
-    each key is released as the concatenation over types of the tier sums divided by the type's tier clip
-    (sensitivity ``m``), with ``rho[key] / T``; ``stats["tiers"]`` returns the plans (``None`` without tiers).
+    Gene tiers (:mod:`~scdpsynth.generators._tiers`): ``pilot={"n_tiers": T, "scale": s, "rho": r}`` plans ``T``
+    tiers per type from a pilot release of the per-type means (one clip ``clips["mean"]``, budget ``r``). Tier
+    ``t`` of each key is released as the concatenation over types of the tier sums divided by the type's tier clip
+    (sensitivity ``m``), with ``rho[key] / T``; ``stats["tiers"]`` returns the per-type plans
+    ``[(genes, clips), ...]`` (``None`` without tiers).
     ``mean_cap`` (default ``count_cap``) caps the entries of the ``"mean"`` vectors; ``np.inf`` leaves them uncapped
     (the L2 clip alone bounds the sensitivity). A clip of ``np.inf`` (non-private fits) skips clipping.
 
@@ -182,18 +181,11 @@ def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger,
         return v
 
     upper = {"mean": mean_cap, "second_moment": count_cap**2, "nonzero": 1.0}
-    if pilot is not None:  # per-type gene tiers planned from a one-clip release of the per-type means
+    tiers = None  # per-type gene tiers, planned from a one-clip release of the per-type means
+    if pilot is not None:
         tiers = _pilot_tiers(X, y, K, w, n, vector, m=m, neighbouring=neighbouring, clips=clips, count_cap=count_cap,
                              mean_cap=mean_cap, ledger=ledger, rng=rng, chunk_rows=chunk_rows, **pilot)  # fmt: skip
     d = X.shape[1]
-    if tiers is not None:
-        tiers = [[(np.asarray(g), dict(c)) for g, c in plan] for plan in tiers]
-        if len(tiers) != K or len({len(plan) for plan in tiers}) != 1:
-            raise ValueError(f"tiers must hold one plan per cell type ({K}), each with the same number of tiers.")
-        for plan in tiers:
-            covered = np.sort(np.concatenate([g for g, _ in plan]))
-            if covered.size != d or np.any(covered != np.arange(d)):
-                raise ValueError("each type's tiers must partition the genes (each gene in exactly one tier).")
     # per-type sums of the clipped (and weighted) per-cell vectors, accumulated over row blocks: an out-of-core X
     # (backed h5ad, dask) is streamed once and never held whole. With gene tiers, each tier's sub-vector is clipped
     # to its type's tier clip (a type's tiers hold disjoint genes, so their sums fill disjoint columns)
@@ -579,11 +571,10 @@ class CopulaGenerator(BaseGenerator):
             if self._public:
                 hist = grouped_sums(library_onehot(np.asarray(Xr.sum(axis=1), dtype=np.float64).ravel()), yr, K)
             else:
-                hist = release(grouped_sums(_weighted(library_onehot(lib), self._w), y, K),
-                               sensitivity=sum_sensitivity(1.0, self._mult, neighbouring=self.neighbouring),
+                lib_sens = sum_sensitivity(1.0, self._mult, neighbouring=self.neighbouring)
+                hist = release(grouped_sums(_weighted(library_onehot(lib), self._w), y, K), sensitivity=lib_sens,
                                rho=rho["library"], name="library", ledger=self.ledger, rng=self.rng)  # fmt: skip
                 if self.private and self.denoise:  # empty public bins hold only noise: zero them (post-processing)
-                    lib_sens = sum_sensitivity(1.0, self._mult, neighbouring=self.neighbouring)
                     hist = threshold_histogram(hist, gaussian_sigma_for_rho(rho["library"], lib_sens))
             self.size_levels_ = size_factor_levels(hist, self.n_size_levels)  # (K, L), post-processing
             # each real cell's level (for its copula scores): nearest level to its library size over the type's
