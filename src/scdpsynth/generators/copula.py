@@ -212,11 +212,9 @@ def dp_count_moments(X, y, K, *, m, neighbouring, count_cap, clips, rho, ledger,
             stats[key] = sums[key] / n[:, None]
             continue
         if tiers is None:
-            sens = sum_sensitivity(clip, m, neighbouring=neighbouring)
-            noisy = release(sums[key], sensitivity=sens, rho=rho[key], name=key, ledger=ledger, rng=rng) / n[:, None]
-            if denoise:  # empirical-Bayes posterior means per type (post-processing: released values, public sigma)
-                sigma = gaussian_sigma_for_rho(rho[key], sens)
-                noisy = np.stack([npmle_posterior_mean(noisy[k], sigma / n[k], upper=upper[key]) for k in range(K)])
+            noisy = _released_means(sums[key], n, sensitivity=sum_sensitivity(clip, m, neighbouring=neighbouring),
+                                    rho=rho[key], name=key, upper=upper[key], denoise=denoise, ledger=ledger,
+                                    rng=rng)  # fmt: skip
             stats[key] = project_mean(noisy, upper=upper[key], norm=clip)
             continue
         # tier t: the concatenation over types of each type's tier sums divided by its tier clip C_kt. A unit's
@@ -257,12 +255,22 @@ def _pilot_tiers(X, y, K, w, n, vector, *, m, neighbouring, clips, count_cap, me
         block = _check_counts_matrix(block)
         v = clip_rows_l2(vector(block, "mean"), clip)
         sums += grouped_sums(_weighted(v, None if w is None else w[start:stop]), y[start:stop], K)
-    sens = sum_sensitivity(clip, m, neighbouring=neighbouring)
-    noisy = release(sums, sensitivity=sens, rho=rho, name="pilot: per-type gene means (tiers)", ledger=ledger,
-                    rng=rng) / n[:, None]  # fmt: skip
-    sigma = gaussian_sigma_for_rho(rho, sens)
-    return [plan_tiers(npmle_posterior_mean(noisy[k], sigma / n[k], upper=mean_cap), n_tiers, clips=clips,
-                       count_cap=count_cap, mean_cap=mean_cap, scale=scale) for k in range(K)]  # fmt: skip
+    means = _released_means(sums, n, sensitivity=sum_sensitivity(clip, m, neighbouring=neighbouring), rho=rho,
+                            name="pilot: per-type gene means (tiers)", upper=mean_cap, denoise=True, ledger=ledger,
+                            rng=rng)  # fmt: skip
+    return [plan_tiers(means[k], n_tiers, clips=clips, count_cap=count_cap, mean_cap=mean_cap, scale=scale)
+            for k in range(K)]  # fmt: skip
+
+
+def _released_means(sums, n, *, sensitivity, rho, name, upper, denoise, ledger, rng):
+    """Gaussian release of per-type sums (``K x d``) divided by the denominators ``n``; with ``denoise`` each row is
+    replaced by its empirical-Bayes posterior mean (post-processing: released values and the public noise scale).
+    """
+    noisy = release(sums, sensitivity=sensitivity, rho=rho, name=name, ledger=ledger, rng=rng) / n[:, None]
+    if denoise:
+        sigma = gaussian_sigma_for_rho(rho, sensitivity)
+        noisy = np.stack([npmle_posterior_mean(noisy[k], sigma / n[k], upper=upper) for k in range(len(n))])
+    return noisy
 
 
 def _check_neighbouring(neighbouring: str) -> str:
