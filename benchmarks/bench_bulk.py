@@ -24,6 +24,7 @@ Usage::
     python benchmarks/bench_bulk.py                                  # full grid, one seed (about 25 min on 2 cores)
     python benchmarks/bench_bulk.py --methods dp_vae mst --eps 10 none --seeds 1 --data ALL
     python benchmarks/bench_bulk.py --methods dp_vae --eps none --n-syn 1000   # overlap without small-sample noise
+    python benchmarks/bench_bulk.py --methods mst mst:dependence=factor --eps 100 none   # options after a colon
 """
 
 from __future__ import annotations
@@ -44,7 +45,23 @@ import scdpsynth as sd
 
 DATA = {"ALL": ("bioc_all", "lineage"), "flu": ("flu_challenge", "Condition"), "geuvadis": ("geuvadis_sex", "sex")}
 EPS = ["1", "5", "10", "20", "50", "100", "none"]
-METHODS = ("dp_vae", "dp_gan", "mst", "private_pgm", "privsyn", "ron_gauss")
+METHODS = ("dp_vae", "dp_gan", "mst", "mst:dependence=factor", "private_pgm", "privsyn", "ron_gauss")
+
+
+def _method_spec(spec: str) -> tuple[str, dict]:
+    """``"mst:dependence=factor,n_bins=8"`` -> ``("mst", {"dependence": "factor", "n_bins": 8})``."""
+    base, _, rest = spec.partition(":")
+    options = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            options[key] = int(value)
+        except ValueError:
+            try:
+                options[key] = float(value)
+            except ValueError:
+                options[key] = value
+    return base, options
 METRICS = ["ml_efficacy", "histogram_overlap", "de_genes", "coexpression"]
 
 
@@ -185,10 +202,12 @@ def main() -> None:
                     t0 = time.perf_counter()
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
+                        base, options = _method_spec(method)
                         syn = sd.tl.generate(
                             train,
-                            method,
+                            base,
                             eps=eps,
+                            **options,
                             groupby=label,
                             random_state=None if eps is not None else 0,
                             n_obs=args.n_syn,

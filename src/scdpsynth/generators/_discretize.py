@@ -104,6 +104,24 @@ class Discretization:
         return out
 
 
+def support_mask(hist: np.ndarray, sigma: float, *, z: float | None = 3.0, pad: int = 3) -> np.ndarray:
+    """Cells of each noisy histogram (rows) inside its support: from the first to the last cell above ``z sigma``,
+    widened by ``pad`` cells each side. Cells between kept ones stay (a tail below the threshold next to the bulk is
+    kept); isolated noise far from the bulk goes. A row with no cell above the threshold keeps all its cells.
+    Post-processing of the release (``sigma`` is the public noise scale).
+    """
+    hist = np.asarray(hist, dtype=float)
+    if z is None or sigma <= 0:
+        return np.ones(hist.shape, dtype=bool)
+    above = hist > z * sigma
+    G = hist.shape[1]
+    any_above = above.any(axis=1)
+    first = np.where(any_above, np.argmax(above, axis=1), 0)
+    last = np.where(any_above, G - 1 - np.argmax(above[:, ::-1], axis=1), G - 1)
+    idx = np.arange(G)[None, :]
+    return (idx >= (first - pad)[:, None]) & (idx <= (last + pad)[:, None])
+
+
 def _check_n_bins(n_bins) -> int:
     if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or n_bins < 2:
         raise ValueError(f"n_bins must be an integer >= 2, got {n_bins!r} (the reference setting is 4 quartile bins).")
@@ -148,6 +166,7 @@ def dp_discretization(
     grid_size: int = 32,
     rng: np.random.Generator,
     ledger: Ledger,
+    support_z: float | None = 3.0,
 ) -> Discretization:
     """DP quantile edges, per-bin values and a within-bin density from one noisy per-gene histogram (``rho`` of the
     budget, drawn by ``ledger``).
@@ -159,7 +178,11 @@ def dp_discretization(
 
     Post-processing: James-Stein shrinkage of each gene's noisy histogram towards the mean histogram of all genes
     (a gene the noise swamps takes the genes' common shape, a gene with a clear shape of its own keeps it), then the
-    Euclidean projection onto non-negative histograms summing to the estimated number of records (Norm-Sub).
+    Euclidean projection onto non-negative histograms summing to the estimated number of records (Norm-Sub). Before
+    the projection, cells outside each gene's support are zeroed (:func:`support_mask`, ``support_z`` noise sd;
+    ``None`` keeps every cell): the shrinkage and the noise otherwise put mass over the whole public range, and
+    within-bin draws from it land far outside the data (at eps=100 on 500 flu genes, 5 % of the values of an MST
+    fit lay more than 0.5 outside the gene's real range, and synthetic ranges were 12.8 wide against 3.5).
 
     Returns
     -------
@@ -190,6 +213,10 @@ def dp_discretization(
         factor = np.clip(1.0 - (G - 1) * sigma**2 / np.maximum((resid**2).sum(axis=1), 1e-300), 0.0, 1.0)
         hist = pooled + factor[:, None] * resid
     total = max(float(hist.sum(axis=1).mean()), 1.0)  # every gene's histogram counts the same records
+    # cells outside the support get a value so low that the projection leaves them empty (zeroing them would not:
+    # when the kept cells sum below the total, the projection adds the same amount to every cell)
+    outside = -(np.abs(hist).sum(axis=1, keepdims=True) + total + 1.0)
+    hist = np.where(support_mask(hist, sigma, z=support_z), hist, outside)
     mass = norm_sub(hist, total)
     mass /= mass.sum(axis=1, keepdims=True)
 
