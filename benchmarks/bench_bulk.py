@@ -62,6 +62,8 @@ def _method_spec(spec: str) -> tuple[str, dict]:
             except ValueError:
                 options[key] = value
     return base, options
+
+
 METRICS = ["ml_efficacy", "histogram_overlap", "de_genes", "coexpression"]
 
 

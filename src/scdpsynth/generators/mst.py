@@ -11,8 +11,13 @@ Genes are discretised into ``n_bins`` quantile bins (DP histogram by default, as
 Given the label ``y``, each gene's bin follows its class-conditional distribution ``p(x_g | y)`` (from the gene x label
 marginals), and the genes are coupled along a directed tree by a Gaussian copula: latent normals
 ``z_c = r_c z_a + sqrt(1 - r_c^2) e_c`` for each edge ``a -> c`` (roots standard normal), mapped to bins through the
-class-conditional CDFs. ``r_c`` is the within-class correlation of the genes' centred bin scores on the edge
-(rank-to-Gaussian corrected, ``2 sin(pi r / 6)``). Sampling is ancestral, ``O(n d)``; no iterative estimation is
+class-conditional CDFs. ``r_c`` is the latent correlation that reproduces the edge's within-class cross-product of
+centred bin scores through the class-conditional bins (Mehler's expansion, four Hermite terms:
+:func:`~scdpsynth.generators._factor.hermite_scales`, :func:`~scdpsynth.generators._factor.latent_correlation`).
+It replaced a rank-to-Gaussian map ``2 sin(pi r / 6)`` of the score correlation, which ignored that within a class a
+gene occupies only some of the bins; the synthetic edge correlations now match the real ones (median difference
+-0.02 to 0.00 on 500 genes of flu, ALL and GEUVADIS, non-private) and non-private co-expression recall rose from
+0.17 / 0.52 / 0.33 to 0.28 / 0.54 / 0.58 (precision 0.96 / 0.89 / 0.95). Sampling is ancestral, ``O(n d)``; no iterative estimation is
 needed, so 500-5,000 genes fit in seconds to minutes (the selection's eigendecomposition is ``O(d^3)``). With
 ``within_bin="sample"`` each value is drawn inside its bin at the latent quantile's position in the bin (not an
 independent uniform), so the draws keep the copula's dependence: on bulk ALL (500 genes) non-private co-expression
@@ -70,7 +75,15 @@ import math
 import numpy as np
 
 from ..privacy import Ledger
-from ._factor import factor_loadings, latent_scales, score_clip, score_gram, within_cross_products
+from ._factor import (
+    factor_loadings,
+    hermite_scales,
+    latent_correlation,
+    latent_scales,
+    score_clip,
+    score_gram,
+    within_cross_products,
+)
 from ._marginals import MarginalGenerator, count_marginals, gaussian_measure
 
 __all__ = ["MSTGenerator", "bin_scores", "edge_cross_products", "selection_scores", "spanning_tree"]
@@ -291,13 +304,13 @@ class MSTGenerator(MarginalGenerator):
         # within-class moments of the scores implied by the conditionals (post-processing of the releases)
         n_k = np.maximum(self.class_counts_, 0.0)
         mean = (p * score[None, :, None]).sum(1)  # (d, K)
-        var = (p * score[None, :, None] ** 2).sum(1) - mean**2
-        within_var = (n_k[None, :] * var).sum(1)  # (d,)
         self.rho_edges_ = np.zeros(d)
         if self.dependence == "factor":
             clip = self._gram_clip(d)
             M = within_cross_products(gram, clip, mean, n_k)
-            A = latent_scales(p, n_k)  # (d, K): latent correlations -> score cross-products
+            # first Hermite term only: on real data the higher terms' correction made the truncated fit's
+            # underestimate of strong correlations worse (flu, 0.7 < r < 0.9: median synthetic - real -0.05 -> -0.07)
+            A = latent_scales(p, n_k)
             self.loadings_ = factor_loadings(
                 M, A, noise_sd=clip**2 * self.gram_sigma_, n=float(n_k.sum()), max_factors=self.max_factors
             )
@@ -305,9 +318,11 @@ class MSTGenerator(MarginalGenerator):
         else:
             pa, ch = parent[children], children
             cov = cross - (n_k[None, :] * mean[pa] * mean[ch]).sum(1)
-            r = cov / np.sqrt(np.maximum(within_var[pa] * within_var[ch], 1e-12))
-            r = np.clip(np.nan_to_num(r), -0.99, 0.99)
-            self.rho_edges_[ch] = np.clip(2.0 * np.sin(np.pi * r / 6.0), -0.99, 0.99)  # rank -> latent Gaussian
+            H = hermite_scales(
+                p, n_k
+            )  # latent correlation r shows as sum_j r^j (H_j[a] . H_j[c]) in the cross-products
+            r = latent_correlation(np.nan_to_num(cov), (H[:, pa, :] * H[:, ch, :]).sum(-1))
+            self.rho_edges_[ch] = np.clip(r, -0.99, 0.99)
         self.fitted_ = True
         return self
 
