@@ -16,8 +16,9 @@ rows as the training split; the issue's yardstick for the deep models). With ``-
 ours as ``smartnoise_mst``.
 
 Prints one row per (data, method, eps, seed): accuracy and balanced accuracy (logistic regression trained on synthetic,
-tested on the real holdout), histogram overlap (25 bins), DE-gene TPR/FPR, co-expression recall/precision for
-``r > 0.7``, and fit+sample seconds; then the means over seeds.
+tested on the real holdout), histogram overlap (25 bins), DE-gene TPR/FPR, co-expression recall (with its chance
+level: as many edges on random pairs) and precision for ``r > 0.7``, and fit+sample seconds; then the means over
+seeds.
 
 Usage::
 
@@ -137,9 +138,9 @@ def _smartnoise_rows(python: str, train, label: str, eps_grid, seeds: int):
 
 
 def _row(res, name, method, eps, seed, secs, column="value"):
-    def pick(metric, pattern):
+    def pick(metric, pattern, column=column):
         rows = res[(res["metric"] == metric) & res["variant"].astype(str).str.fullmatch(pattern)]
-        return float(rows[column].mean()) if len(rows) else float("nan")
+        return float(rows[column].mean()) if len(rows) and column in rows else float("nan")
 
     return {
         "data": name,
@@ -152,6 +153,10 @@ def _row(res, name, method, eps, seed, secs, column="value"):
         "de_tpr": pick("de_genes", "tpr"),
         "de_fpr": pick("de_genes", "fpr"),
         "coex_recall": pick("coexpression", r"r>0\.7:recall"),
+        # what as many edges on random gene pairs would recall (the synthetic set's; not given for the holdout row)
+        "coex_recall_chance": pick("coexpression", r"r>0\.7:recall", column="chance")
+        if column == "value"
+        else float("nan"),
         "coex_precision": pick("coexpression", r"r>0\.7:precision"),
         "seconds": secs,
     }

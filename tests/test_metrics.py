@@ -407,6 +407,35 @@ def test_coexpression_identical_perfect_and_shuffled_bad():
     assert abs(_row(bad, "gfc_mae")["value"]) > 0.8
 
 
+def test_coexpression_recall_chance_is_what_random_edges_score():
+    """A synthetic set in which every gene follows one factor calls (almost) every pair an edge: its recall is
+    high, and so is its chance level (n_syn / pairs), which says it is no co-expression; precision's chance level
+    is the real edge density. Random edge sets of that size score recall at the chance level on average."""
+    from scdpsynth.metrics.coexpression import _edge_chance, _edge_counts
+
+    real = _modular(seed=0)
+    rng = np.random.default_rng(3)
+    f = rng.normal(size=real.X.shape[0])
+    flat = EvalData(X=f[:, None] + 0.2 * rng.normal(size=real.X.shape), y=real.y, classes=CLASSES)
+    df = coexpression(real, flat)
+    d = real.X.shape[1]
+    pairs = d * (d - 1) / 2
+    rec = _row(df, "r>0.7:recall")
+    assert rec["value"] > 0.9 and rec["chance"] == pytest.approx(_row(df, "r>0.7:n_syn")["value"] / pairs)
+    assert rec["chance"] > 0.9
+    prec = _row(df, "r>0.7:precision")
+    assert prec["chance"] == pytest.approx(_row(df, "r>0.7:n_real")["value"] / pairs)
+    # Monte Carlo: random edge sets of a fixed size
+    e_real = rng.random(2000) < 0.05
+    recalls = []
+    for _ in range(400):
+        e_syn = np.zeros(2000, dtype=bool)
+        e_syn[rng.choice(2000, 300, replace=False)] = True
+        recalls.append(_edge_counts(e_real, e_syn)["recall"])
+    chance = _edge_chance(_edge_counts(e_real, e_syn), 2000)["recall"]
+    assert chance == pytest.approx(0.15) and np.mean(recalls) == pytest.approx(chance, abs=0.01)
+
+
 @settings(max_examples=15, deadline=None)
 @given(st.integers(0, 2**16), st.integers(8, 40), st.integers(3, 10))
 def test_coexpression_identical_properties(seed, n, d):

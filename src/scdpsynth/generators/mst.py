@@ -7,21 +7,21 @@ the marginals along its edges, and sample from the tree-structured model.
 
 Model
 -----
-Genes are discretised into ``n_bins`` quantile bins (DP histogram by default, as in the other marginal methods).
-Given the label ``y``, each gene's bin follows its class-conditional distribution ``p(x_g | y)`` (from the gene x label
-marginals), and the genes are coupled along a directed tree by a Gaussian copula: latent normals
-``z_c = r_c z_a + sqrt(1 - r_c^2) e_c`` for each edge ``a -> c`` (roots standard normal), mapped to bins through the
-class-conditional CDFs. ``r_c`` is the latent correlation that reproduces the edge's within-class cross-product of
-centred bin scores through the class-conditional bins (Mehler's expansion, four Hermite terms:
-:func:`~scdpsynth.generators._factor.hermite_scales`, :func:`~scdpsynth.generators._factor.latent_correlation`).
-It replaced a rank-to-Gaussian map ``2 sin(pi r / 6)`` of the score correlation, which ignored that within a class a
-gene occupies only some of the bins; the synthetic edge correlations now match the real ones (median difference
--0.02 to 0.00 on 500 genes of flu, ALL and GEUVADIS, non-private) and non-private co-expression recall rose from
-0.17 / 0.52 / 0.33 to 0.28 / 0.54 / 0.58 (precision 0.96 / 0.89 / 0.95). Sampling is ancestral, ``O(n d)``; no iterative estimation is
-needed, so 500-5,000 genes fit in seconds to minutes (the selection's eigendecomposition is ``O(d^3)``). With
-``within_bin="sample"`` each value is drawn inside its bin at the latent quantile's position in the bin (not an
-independent uniform), so the draws keep the copula's dependence: on bulk ALL (500 genes) non-private co-expression
-recall (``r > 0.7``) went from 0.44 to 0.52, on flu from 0.09 to 0.17; the marginals are unchanged.
+Genes are discretised into ``n_bins`` quantile bins (DP histogram by default, as in the other marginal methods). Given
+the label ``y``, each gene's bin follows its class-conditional distribution ``p(x_g | y)`` (from the gene x label
+marginals), and the genes are coupled along a directed tree by a Gaussian copula: latent normals ``z_c = r_c z_a +
+sqrt(1 - r_c^2) e_c`` for each edge ``a -> c`` (roots standard normal), mapped to bins through the class-conditional
+CDFs. ``r_c`` is the latent correlation that reproduces the edge's within-class cross-product of centred bin scores
+through the class-conditional bins (Mehler's expansion, four Hermite terms:
+:func:`~scdpsynth.generators._factor.hermite_scales`, :func:`~scdpsynth.generators._factor.latent_correlation`). It
+replaced a rank-to-Gaussian map ``2 sin(pi r / 6)`` of the score correlation, which ignored that within a class a gene
+occupies only some of the bins; the synthetic edge correlations now match the real ones (median difference -0.02 to 0.00
+on 500 genes of flu, ALL and GEUVADIS, non-private) and non-private co-expression recall rose from 0.17 / 0.52 / 0.33 to
+0.28 / 0.57 / 0.62 (precision 0.96 / 0.76 / 0.87; ``benchmarks/bench_bulk.py``). Sampling is ancestral, ``O(n d)``; no
+iterative estimation is needed, so 500-5,000 genes fit in seconds to minutes (the selection's eigendecomposition is
+``O(d^3)``). With ``within_bin="sample"`` each value is drawn inside its bin at the latent quantile's position in the
+bin (not an independent uniform), so the draws keep the copula's dependence: on bulk ALL (500 genes) non-private
+co-expression recall (``r > 0.7``) went from 0.44 to 0.52, on flu from 0.09 to 0.17; the marginals are unchanged.
 
 Privacy (add/remove one record; every release is Gaussian, recorded in ``self.ledger``)
 -------------------------------------------------------------------------------------
@@ -47,7 +47,7 @@ pseudo-count ``smoothing`` per cell) and normalised; the within-class correlatio
 by them (all post-processing). With ``eps=None`` everything is exact.
 
 Limits: the selection's signal per pair scales like ``n sqrt(rho) / d``; with ~100 records and 500 genes (bulk ALL)
-the DP tree is close to random even at eps=100 (co-expression recall 0.05; see ``benchmarks/bench_bulk.py``). A tree
+the DP tree is close to random even at eps=100 (co-expression recall 0.09; see ``benchmarks/bench_bulk.py``). A tree
 also holds only ``d - 1`` direct dependencies, so dense co-expression modules (flu) keep only path products of their
 correlations, even without noise.
 
@@ -61,11 +61,14 @@ release replaces the selection and the edge statistics (and gets both their shar
 same sensitivity ``1 / sqrt(2)`` as the selection statistic). Post-processing: subtract the class means implied by
 the marginals, correct the discretisation's attenuation (:func:`~scdpsynth.generators._factor.latent_scales`), keep
 the eigen-components above the noise edge and fit the loadings by iterated principal axes. Every pair of genes is
-coupled through the factors, so co-expression modules survive where a tree keeps only its edges: non-private
-co-expression recall (``r > 0.7``) on 500 genes goes from 0.17 to 0.69 on flu and from 0.33 to 0.74 on GEUVADIS
-(ALL: 0.52 and 0.50). Under DP the factors need a module's signal above the noise edge ``2 sigma c^2 sqrt(d)``; it
-pays off where modules are large (flu) and not where samples are few (GEUVADIS, 68) or the structure is spread over
-many small factors (ALL); see ``benchmarks/bench_bulk.py`` and the CHANGELOG for the numbers.
+coupled through the factors, so co-expression modules survive where a tree keeps only its edges. Co-expression recall
+(``r > 0.7``) / precision on 500 genes (``benchmarks/bench_bulk.py``, 3 seeds), tree against factor: non-private,
+flu 0.28 / 0.96 against 0.67 / 0.94, ALL 0.57 / 0.76 against 0.47 / 0.72, GEUVADIS 0.62 / 0.87 against 0.62 / 0.95;
+at eps=100, flu 0.29 / 0.88 against 0.51 / 0.86, ALL 0.09 / 0.30 against 0.15 / 0.20, GEUVADIS (68 samples) 0.27 /
+0.52 against 0.07 / 0.23. Under DP a factor needs its signal above the noise edge ``2 sigma c^2 sqrt(d)``: it pays off
+where modules are large (flu), not where samples are few (GEUVADIS) or the structure is spread over many small
+factors (ALL). The first Hermite term only is used here: on real data the higher terms' correction made the
+truncated fit's underestimate of strong correlations worse.
 """
 
 from __future__ import annotations
