@@ -16,13 +16,11 @@ from scdpsynth.generators._discretize import dp_discretization, support_mask
 from scdpsynth.generators._factor import (
     clipped_scores,
     factor_loadings,
-    hermite_scales,
-    latent_correlation,
-    latent_scales,
     score_clip,
     score_gram,
     within_cross_products,
 )
+from scdpsynth.generators._latent import hermite_scales, latent_correlation, latent_scales
 from scdpsynth.generators.mst import SELECTION_SENSITIVITY, MSTGenerator, selection_sensitivity
 from scdpsynth.privacy import Budget, Ledger, gaussian_sigma_for_rho
 

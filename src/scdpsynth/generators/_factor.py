@@ -6,7 +6,8 @@ of the genes' centred bin scores is estimated from one Gaussian release of ``sum
 triangle; ``v`` are each record's bin scores scaled by a public constant and norm-clipped), its top eigen-components
 above the noise edge become the loadings ``L`` of ``z = L f + sqrt(1 - h) e`` (``f`` standard normal factors,
 ``h = diag(L L^T)`` the communalities), and the sampler maps ``z`` to bins through the class-conditional CDFs as the
-tree does.
+tree does. How a latent correlation shows in binned scores (the attenuation this corrects) is in
+:mod:`~scdpsynth.generators._latent`.
 
 Privacy: ``||triu(v v^T, 1)||_F = sqrt((||v||^4 - sum v^4) / 2) <= ||v||^2 / sqrt(2) <= 1 / sqrt(2)`` when
 ``||v|| <= 1``, which the clipping guarantees whatever the data. Everything after the release (class means, within
@@ -23,9 +24,6 @@ __all__ = [
     "score_clip",
     "clipped_scores",
     "score_gram",
-    "hermite_scales",
-    "latent_scales",
-    "latent_correlation",
     "within_cross_products",
     "factor_loadings",
 ]
@@ -57,63 +55,6 @@ def score_gram(codes: np.ndarray, n_bins: int, clip: float) -> np.ndarray:
     return np.triu(v.T @ v, 1)
 
 
-def hermite_scales(cond: np.ndarray, class_counts: np.ndarray, order: int = 4) -> np.ndarray:
-    """How a latent standard normal shows in the centred bin score: ``(order, d, K)`` Hermite terms.
-
-    ``cond`` ``(d, B, K)`` holds each gene's class-conditional bin probabilities; the bins are the intervals of ``z``
-    between the normal quantiles ``t_b`` of the cumulative probabilities. For latent correlation ``r`` between two
-    genes, the within-class covariance of their scores is ``sum_j r^j a_j b_j / j!`` (Mehler's expansion) with
-    ``a_j = E[s(z) He_j(z)] = sum_b s_b (He_{j-1}(t_{b-1}) phi(t_{b-1}) - He_{j-1}(t_b) phi(t_b))``. Entry
-    ``[j - 1, g, k]`` is ``sqrt(n_k / j!) a_j``, so the score cross-products summed over classes are
-    ``sum_j r^j (H_j H_j^T)_ab``. The first term alone is the polyserial (Pearson-Olsson) attenuation.
-    """
-    from numpy.polynomial.hermite_e import hermeval
-    from scipy.special import ndtri
-
-    cond = np.asarray(cond, dtype=float)
-    d, B, K = cond.shape
-    score = (2.0 * np.arange(B) - (B - 1)) / (B - 1)
-    cum = np.clip(np.cumsum(cond, axis=1)[:, :-1, :], 1e-12, 1.0 - 1e-12)  # (d, B - 1, K) interior levels
-    t = ndtri(cum)
-    phi = np.exp(-0.5 * t**2) / math.sqrt(2.0 * math.pi)
-    n_k = np.maximum(np.asarray(class_counts, dtype=float), 0.0)
-    out = np.empty((order, d, K))
-    for j in range(1, order + 1):
-        coef = np.zeros(j)
-        coef[j - 1] = 1.0  # He_{j-1}
-        edge = hermeval(t, coef) * phi  # at the interior thresholds; zero at -inf and +inf
-        edge = np.concatenate([np.zeros((d, 1, K)), edge, np.zeros((d, 1, K))], axis=1)
-        a_j = (score[None, :, None] * (edge[:, :-1, :] - edge[:, 1:, :])).sum(1)  # (d, K)
-        out[j - 1] = a_j * np.sqrt(n_k / math.factorial(j))[None, :]
-    return out
-
-
-def latent_scales(cond: np.ndarray, class_counts: np.ndarray) -> np.ndarray:
-    """The first Hermite term of :func:`hermite_scales`, ``(d, K)``: ``sqrt(n_k) cov(s, z)`` per gene and class."""
-    return hermite_scales(cond, class_counts, order=1)[0]
-
-
-def latent_correlation(cross: np.ndarray, terms: np.ndarray, *, max_abs: float = 0.99, n_iter: int = 30) -> np.ndarray:
-    """Solve ``sum_j r^j terms[j - 1] = cross`` for ``r`` in ``[-max_abs, max_abs]``, elementwise (Newton).
-
-    ``terms`` ``(order, ...)`` are the per-pair Hermite products (``(H_j H_j^T)_ab`` of :func:`hermite_scales`);
-    ``cross`` the within-class score cross-products of the same pairs. The polynomial is increasing on ``[-1, 1]``
-    where the first term dominates (monotone bins); the result is clipped to the interval.
-    """
-    cross = np.asarray(cross, dtype=float)
-    P1 = np.where(np.abs(terms[0]) > 1e-12, terms[0], 1e-12)
-    r = np.clip(cross / P1, -max_abs, max_abs)
-    powers = np.arange(1, terms.shape[0] + 1)
-    for _ in range(n_iter):
-        f = sum(r**p * terms[p - 1] for p in powers) - cross
-        df = sum(p * r ** (p - 1) * terms[p - 1] for p in powers)
-        step = f / np.where(np.abs(df) > 1e-12, df, 1e-12)
-        r = np.clip(r - step, -max_abs, max_abs)
-        if np.max(np.abs(step), initial=0.0) < 1e-8:
-            break
-    return r
-
-
 def within_cross_products(
     gram: np.ndarray, clip: float, class_means: np.ndarray, class_counts: np.ndarray
 ) -> np.ndarray:
@@ -137,10 +78,10 @@ def factor_loadings(
     """Loadings ``(d, k)`` of the latent factor model behind the within-class score cross-products ``M``.
 
     ``M_ab`` is about ``r_ab a_a a_b`` off the diagonal for latent correlation ``r`` (``a_g = ||scales_g||``,
-    :func:`latent_scales`), with Gaussian noise of standard deviation ``noise_sd`` on every entry; its diagonal is not
-    used. The number of factors ``k`` (at most ``max_factors``) counts the eigenvalues of the zero-diagonal ``M`` above
-    both edges: the DP noise edge ``2 sigma sqrt(d) (1 + d^(-2/3))`` (the spectral norm of a symmetric matrix of
-    independent ``N(0, sigma^2)`` entries, plus two Tracy-Widom scales) and the sampling edge
+    :func:`~scdpsynth.generators._latent.latent_scales`), with Gaussian noise of standard deviation ``noise_sd`` on
+    every entry; its diagonal is not used. The number of factors ``k`` (at most ``max_factors``) counts the eigenvalues
+    of the zero-diagonal ``M`` above both edges: the DP noise edge ``2 sigma sqrt(d) (1 + d^(-2/3))`` (the spectral norm
+    of a symmetric matrix of independent ``N(0, sigma^2)`` entries, plus two Tracy-Widom scales) and the sampling edge
     ``((1 + sqrt(d / n))^2 - 1) median(a^2)`` of independent genes' sample cross-products. The loadings come from
     iterated principal-axis factoring: the diagonal is replaced by the communalities of the rank-``k`` fit until they
     settle, with kept eigenvalues shrunk to the spike ``l`` with ``l + sigma^2 d / l`` equal to them (spiked Wigner

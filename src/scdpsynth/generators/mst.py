@@ -13,7 +13,7 @@ marginals), and the genes are coupled along a directed tree by a Gaussian copula
 sqrt(1 - r_c^2) e_c`` for each edge ``a -> c`` (roots standard normal), mapped to bins through the class-conditional
 CDFs. ``r_c`` is the latent correlation that reproduces the edge's within-class cross-product of centred bin scores
 through the class-conditional bins (Mehler's expansion, four Hermite terms:
-:func:`~scdpsynth.generators._factor.hermite_scales`, :func:`~scdpsynth.generators._factor.latent_correlation`). It
+:func:`~scdpsynth.generators._latent.hermite_scales`, :func:`~scdpsynth.generators._latent.latent_correlation`). It
 replaced a rank-to-Gaussian map ``2 sin(pi r / 6)`` of the score correlation, which ignored that within a class a gene
 occupies only some of the bins; the synthetic edge correlations now match the real ones (median difference -0.02 to 0.00
 on 500 genes of flu, ALL and GEUVADIS, non-private) and non-private co-expression recall rose from 0.17 / 0.52 / 0.33 to
@@ -59,7 +59,7 @@ release replaces the selection and the edge statistics (and gets both their shar
 ``sum_i v_i v_i^T`` with ``v = s / max(||s||, c)``, the centred bin scores scaled by a public radius
 ``c = 1.25 sqrt(d (B + 1) / (3 (B - 1)))`` (:func:`~scdpsynth.generators._factor.score_clip`; ``||v|| <= 1``, so the
 same sensitivity ``1 / sqrt(2)`` as the selection statistic). Post-processing: subtract the class means implied by
-the marginals, correct the discretisation's attenuation (:func:`~scdpsynth.generators._factor.latent_scales`), keep
+the marginals, correct the discretisation's attenuation (:func:`~scdpsynth.generators._latent.latent_scales`), keep
 the eigen-components above the noise edge and fit the loadings by iterated principal axes. Every pair of genes is
 coupled through the factors, so co-expression modules survive where a tree keeps only its edges. Co-expression recall
 (``r > 0.7``) / precision on 500 genes (``benchmarks/bench_bulk.py``, 3 seeds), tree against factor: non-private,
@@ -78,15 +78,8 @@ import math
 import numpy as np
 
 from ..privacy import Ledger
-from ._factor import (
-    factor_loadings,
-    hermite_scales,
-    latent_correlation,
-    latent_scales,
-    score_clip,
-    score_gram,
-    within_cross_products,
-)
+from ._factor import factor_loadings, score_clip, score_gram, within_cross_products
+from ._latent import hermite_scales, latent_correlation, latent_scales
 from ._marginals import MarginalGenerator, count_marginals, gaussian_measure
 
 __all__ = ["MSTGenerator", "bin_scores", "edge_cross_products", "selection_scores", "spanning_tree"]
@@ -321,9 +314,8 @@ class MSTGenerator(MarginalGenerator):
         else:
             pa, ch = parent[children], children
             cov = cross - (n_k[None, :] * mean[pa] * mean[ch]).sum(1)
-            H = hermite_scales(
-                p, n_k
-            )  # latent correlation r shows as sum_j r^j (H_j[a] . H_j[c]) in the cross-products
+            # latent correlation r shows as sum_j r^j (H_j[a] . H_j[c]) in the cross-products
+            H = hermite_scales(p, n_k)
             r = latent_correlation(np.nan_to_num(cov), (H[:, pa, :] * H[:, ch, :]).sum(-1))
             self.rho_edges_[ch] = np.clip(r, -0.99, 0.99)
         self.fitted_ = True
