@@ -12,9 +12,12 @@ from ._base import BaseGenerator
 from ._deep_inputs import positive_number, share
 from ._dp_stats import dp_feature_stats
 from ._dpsgd import calibrate_noise_multiplier
+from ._normal_scores import dp_normal_scores, exact_normal_scores
 from ._torch import import_torch, secure_generator, select_device, torch_generator
 
 __all__ = ["DeepGenerator"]
+
+STANDARDIZE = ("auto", "dp", "public", "quantile")
 
 
 class DeepGenerator(BaseGenerator):
@@ -40,7 +43,11 @@ class DeepGenerator(BaseGenerator):
     ``standardize="public"`` maps the public ``value_range`` to ``[-1, 1]`` (no data-derived statistics);
     ``standardize="auto"`` (default) picks ``"dp"`` when the DP means are expected to be accurate (noise below 10% of
     the range half-width; a function of ``n_hat``, d and the budget only, see :meth:`_resolve_standardize`), else
-    ``"public"``. Scaling is reverted after sampling.
+    ``"public"``. ``standardize="quantile"`` (opt-in) maps each feature to normal scores through its CDF
+    (:mod:`~scdpsynth.generators._normal_scores`): under DP the CDF of one per-feature histogram of
+    :attr:`quantile_grid` cells over ``value_range`` (Gaussian mechanism, L2 sensitivity ``sqrt(d)``, the whole
+    ``stats_share``), without privacy the exact empirical CDF. The model then only has to learn dependence and class
+    effects, and samples keep each feature's marginal shape. Scaling is reverted after sampling.
 
     Randomness: every draw comes from ``self.rng`` (fresh OS entropy for a private fit by default), torch's through
     generators seeded from it. ``secure_rng=True`` draws the DP-SGD noise and the Poisson batches from a
@@ -53,6 +60,8 @@ class DeepGenerator(BaseGenerator):
     """
 
     units = ("sample",)
+    #: cells of the DP histogram behind ``standardize="quantile"`` (over the public ``value_range``)
+    quantile_grid = 64
     #: default batch size ``max(batch_floor, ceil(n_hat / batch_divisor))`` (subclasses tune it)
     batch_floor = 32
     batch_divisor = 50
@@ -85,10 +94,10 @@ class DeepGenerator(BaseGenerator):
         self.max_grad_norm = positive_number("max_grad_norm", max_grad_norm)
         self.hidden_dim = positive_number("hidden_dim", hidden_dim, integer=True)
         self.latent_dim = positive_number("latent_dim", latent_dim, integer=True)
-        if standardize not in ("auto", "dp", "public"):
+        if standardize not in STANDARDIZE:
             raise ValueError(
-                f"standardize must be 'auto', 'dp' (DP statistics, charged to eps) or 'public' "
-                f"(value_range), got {standardize!r}."
+                f"standardize must be 'auto', 'dp' (DP statistics, charged to eps), 'public' (value_range) or "
+                f"'quantile' (normal scores through DP per-feature CDFs, charged to eps), got {standardize!r}."
             )
         self.standardize = standardize
         try:
@@ -221,8 +230,30 @@ class DeepGenerator(BaseGenerator):
         return "dp" if self._stats_sigma_mult() * math.sqrt(d) / max(float(n_hat), 1.0) <= 0.1 else "public"
 
     def _fit_scaler(self, X: np.ndarray, n_hat: float) -> None:
-        """Set ``self.mean_``/``self.std_`` for standardisation (DP, public range, or exact when non-private)."""
+        """Set the feature scaling: ``self.mean_``/``self.std_`` (DP, public range, or exact when non-private), or
+        ``self.normal_scores_`` for ``"quantile"`` (then ``mean_ = 0``, ``std_ = 1``).
+        """
         self.standardize_ = self._resolve_standardize(n_hat, X.shape[1])
+        self.normal_scores_ = None
+        if self.standardize_ == "quantile":
+            d = X.shape[1]
+            self.mean_, self.std_ = np.zeros(d), np.ones(d)
+            if not self.private:
+                self.normal_scores_ = exact_normal_scores(X)
+                return
+            self.normal_scores_ = dp_normal_scores(
+                X,
+                rho=self._stats_rho(),
+                bounds=self.value_range,
+                grid_size=self.quantile_grid,
+                rng=self.rng,
+                ledger=self.ledger,
+            )
+            self.scope.append(
+                f"normal scores through per-feature CDFs from one DP histogram ({self.quantile_grid} cells over the "
+                f"public value_range {list(self.value_range)})"
+            )
+            return
         if self.standardize_ == "public":
             lo, hi = self.value_range
             self.mean_ = np.full(X.shape[1], 0.5 * (lo + hi))
@@ -232,6 +263,18 @@ class DeepGenerator(BaseGenerator):
         self.mean_, self.std_ = dp_feature_stats(
             X, value_range=self.value_range, rho=self._stats_rho(), n=n_hat, rng=self.rng, ledger=self.ledger
         )
+
+    def _scale(self, X: np.ndarray) -> np.ndarray:
+        """Data units -> model units (standardised values, or normal scores)."""
+        if getattr(self, "normal_scores_", None) is not None:
+            return self.normal_scores_.transform(X)
+        return (X - self.mean_) / self.std_
+
+    def _unscale(self, Z: np.ndarray) -> np.ndarray:
+        """Model units -> data units (clipped into ``value_range`` for a private fit)."""
+        if getattr(self, "normal_scores_", None) is not None:
+            return self._clip_private(self.normal_scores_.inverse_transform(Z))
+        return self._clip_private(Z * self.std_ + self.mean_)
 
     def _clip_private(self, X: np.ndarray) -> np.ndarray:
         """Clip samples of a private fit into the public ``value_range`` (post-processing; no-op when non-private)."""
