@@ -22,10 +22,11 @@ seeds.
 
 Usage::
 
-    python benchmarks/bench_bulk.py                                  # full grid, one seed (about 25 min on 2 cores)
+    python benchmarks/bench_bulk.py                                  # full grid, one seed (about 30 min on 2 cores)
     python benchmarks/bench_bulk.py --methods dp_vae mst --eps 10 none --seeds 1 --data ALL
     python benchmarks/bench_bulk.py --methods dp_vae --eps none --n-syn 1000   # overlap without small-sample noise
     python benchmarks/bench_bulk.py --methods mst mst:dependence=factor --eps 100 none   # options after a colon
+    python benchmarks/bench_bulk.py --methods dp_vae dp_vae:standardize=quantile --eps 10 100 none --seeds 3
 """
 
 from __future__ import annotations
@@ -46,7 +47,16 @@ import scdpsynth as sd
 
 DATA = {"ALL": ("bioc_all", "lineage"), "flu": ("flu_challenge", "Condition"), "geuvadis": ("geuvadis_sex", "sex")}
 EPS = ["1", "5", "10", "20", "50", "100", "none"]
-METHODS = ("dp_vae", "dp_gan", "mst", "mst:dependence=factor", "private_pgm", "privsyn", "ron_gauss")
+METHODS = (
+    "dp_vae",
+    "dp_vae:standardize=quantile",
+    "dp_gan",
+    "mst",
+    "mst:dependence=factor",
+    "private_pgm",
+    "privsyn",
+    "ron_gauss",
+)
 
 
 def _method_spec(spec: str) -> tuple[str, dict]:
