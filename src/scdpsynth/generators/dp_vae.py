@@ -177,7 +177,8 @@ class DPVAE(DeepGenerator):
         ``"scdpsynth"``, level INFO); ``None`` follows ``sd.settings.progress``.
     init_scale
         Initial observation scale of the Gaussian decoder in data units (a public constant, converted with the
-        DP or public standardisation scale; default 1, about a gene's spread in log2/log1p units).
+        DP or public standardisation scale; default 1, about a gene's spread in log2/log1p units). With
+        ``standardize="quantile"`` it is in normal-score units, where 1 is each feature's whole spread.
 
     Warns
     -----
