@@ -125,6 +125,7 @@ class DeepGenerator(BaseGenerator):
         self.num_threads = num_threads
         self.noise_multiplier_ = 0.0
         self.history_: list[float] = []
+        self.normal_scores_ = None  # set by _fit_scaler for standardize="quantile"
 
     # -- helpers for subclasses ------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -266,13 +267,13 @@ class DeepGenerator(BaseGenerator):
 
     def _scale(self, X: np.ndarray) -> np.ndarray:
         """Data units -> model units (standardised values, or normal scores)."""
-        if getattr(self, "normal_scores_", None) is not None:
+        if self.normal_scores_ is not None:
             return self.normal_scores_.transform(X)
         return (X - self.mean_) / self.std_
 
     def _unscale(self, Z: np.ndarray) -> np.ndarray:
         """Model units -> data units (clipped into ``value_range`` for a private fit)."""
-        if getattr(self, "normal_scores_", None) is not None:
+        if self.normal_scores_ is not None:
             return self._clip_private(self.normal_scores_.inverse_transform(Z))
         return self._clip_private(Z * self.std_ + self.mean_)
 

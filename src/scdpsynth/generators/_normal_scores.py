@@ -122,9 +122,10 @@ def exact_normal_scores(X: np.ndarray) -> NormalScores:
         lo = (below + 0.5) / n
         hi = (below + counts - 0.5) / n
         tied = counts > 1
-        xs = np.repeat(vals, np.where(tied, 2, 1))
+        knots = np.where(tied, 2, 1)  # two knots (the ends of a flat run) for a repeated value, one otherwise
+        xs = np.repeat(vals, knots)
         us = np.empty(len(xs))
-        pos = np.cumsum(np.where(tied, 2, 1)) - np.where(tied, 2, 1)  # first knot of each value
+        pos = np.cumsum(knots) - knots  # first knot of each value
         us[pos] = np.where(tied, lo, (below + 0.5 * counts) / n)
         us[pos[tied] + 1] = hi[tied]
         xi.append(xs)
