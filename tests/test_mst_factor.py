@@ -14,7 +14,9 @@ from scipy import stats
 from scdpsynth._utils import KnownSeedWarning
 from scdpsynth.generators._discretize import dp_discretization, support_mask
 from scdpsynth.generators._factor import (
+    binary_scores,
     clipped_scores,
+    collapse_to_halves,
     factor_loadings,
     score_clip,
     score_gram,
@@ -133,8 +135,50 @@ def test_factor_fit_ledger_sensitivities_noise_and_budget():
     assert g.privacy_report()["eps_spent"] == pytest.approx(eps, rel=1e-6)
     vals = {e["name"]: v for e, v in zip(g.ledger.entries, g.ledger.values, strict=True)}
     codes = g.disc_.transform(X)
-    np.testing.assert_allclose(vals["gene-gene score Gram"], score_gram(codes, g.n_bins, score_clip(d, g.n_bins)))
+    assert g.gram_scores_ == "binary" and g.params()["gram_scores"] == "binary"  # "auto" under DP
+    np.testing.assert_allclose(vals["gene-gene score Gram"], score_gram(codes, g.n_bins, 0.0, scores="binary"))
     assert g.edges_.shape == (0, 2) and g.params()["dependence"] == "factor"
+    # bin scores on request: the clipped statistic, same sensitivity and noise
+    gb = _fit(eps, seed=2, keep=True, gram_scores="bins")
+    (e,) = [e for e in gb.ledger.entries if e["name"] == "gene-gene score Gram"]
+    assert e["sensitivity"] == pytest.approx(SELECTION_SENSITIVITY)
+    assert e["noise"] == pytest.approx(gaussian_sigma_for_rho(rho_left - rho_marg, SELECTION_SENSITIVITY), rel=1e-6)
+    v = gb.ledger.values[gb.ledger.entries.index(e)]
+    np.testing.assert_allclose(v, score_gram(codes, gb.n_bins, score_clip(d, gb.n_bins)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 12), st.integers(1, 60), st.integers(0, 10_000))
+def test_binary_score_rows_have_norm_one_and_bounded_gram_contribution(B, d, seed):
+    codes = np.random.default_rng(seed).integers(0, B, (5, d))
+    v = binary_scores(codes, B)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0)
+    np.testing.assert_array_equal(np.sign(v), np.where(codes >= B // 2, 1, -1))
+    assert selection_sensitivity(v).max() <= SELECTION_SENSITIVITY + 1e-12
+    one = np.triu(np.outer(v[0], v[0]), 1)
+    np.testing.assert_allclose(score_gram(codes, B, 0.0, "binary") - score_gram(codes[1:], B, 0.0, "binary"), one,
+                               atol=1e-12)  # fmt: skip
+
+
+def test_binary_gram_reads_the_latent_correlation_through_the_halves():
+    """Exact statistics, one class: the binary within-class cross-products divided by the halves' first Hermite
+    scales give the latent correlation to first order (``(2/pi) arcsin(r) / (2 phi(0))^2``: 0.80 -> 0.93, 0.3 ->
+    0.305), and ``collapse_to_halves`` sums the lower and upper bins."""
+    rng = np.random.default_rng(0)
+    n, B = 200_000, 8
+    for r in (0.8, 0.3):
+        z = rng.standard_normal((n, 2))
+        z[:, 1] = r * z[:, 0] + math.sqrt(1 - r * r) * z[:, 1]
+        codes = np.minimum((stats.norm.cdf(z) * B).astype(int), B - 1)
+        p = np.stack([np.bincount(codes[:, g], minlength=B) / n for g in range(2)])[:, :, None]
+        p2 = collapse_to_halves(p, B)
+        np.testing.assert_allclose(p2[:, 0, 0], p[:, : B // 2, 0].sum(1))
+        M = within_cross_products(score_gram(codes, B, 0.0, "binary"), math.sqrt(2), (p2 * [[-1], [1]]).sum(1),
+                                  np.array([n]))  # fmt: skip
+        a = latent_scales(p2, np.array([n]))[:, 0]
+        est = M[0, 1] / (a[0] * a[1])
+        target = 2 / math.pi * math.asin(r) / (2 * stats.norm.pdf(0)) ** 2
+        assert est == pytest.approx(target, abs=0.01), (r, est)
 
 
 # -- post-processing -------------------------------------------------------------------------------------------------
@@ -255,7 +299,9 @@ def test_private_factor_fit_keeps_modules_at_large_eps_and_not_at_tiny_eps():
     assert abs(np.nanmean(r_tiny)) < 0.1  # (genes the DP bins collapse to one value have no correlation: nan)
 
 
-@pytest.mark.parametrize("kw", [{"dependence": "graph"}, {"max_factors": 0}, {"max_factors": 2.5}])
+@pytest.mark.parametrize(
+    "kw", [{"dependence": "graph"}, {"max_factors": 0}, {"max_factors": 2.5}, {"gram_scores": "signs"}]
+)
 def test_bad_factor_parameters_raise(kw):
     with pytest.raises(ValueError):
         MSTGenerator(**kw)

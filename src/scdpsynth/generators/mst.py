@@ -56,19 +56,26 @@ Factor dependence (``dependence="factor"``)
 Instead of a tree, a latent factor copula (:mod:`~scdpsynth.generators._factor`): ``z = L f + sqrt(1 - h) e`` with
 ``k`` standard normal factors ``f``, mapped to bins through the same class-conditional CDFs. Its one dependence
 release replaces the selection and the edge statistics (and gets both their shares): the strict upper triangle of
-``sum_i v_i v_i^T`` with ``v = s / max(||s||, c)``, the centred bin scores scaled by a public radius
-``c = 1.25 sqrt(d (B + 1) / (3 (B - 1)))`` (:func:`~scdpsynth.generators._factor.score_clip`; ``||v|| <= 1``, so the
-same sensitivity ``1 / sqrt(2)`` as the selection statistic). Post-processing: subtract the class means implied by
-the marginals, correct the discretisation's attenuation (:func:`~scdpsynth.generators._latent.latent_scales`), keep
-the eigen-components above the noise edge and fit the loadings by iterated principal axes. Every pair of genes is
-coupled through the factors, so co-expression modules survive where a tree keeps only its edges. Co-expression recall
-(``r > 0.7``) / precision on 500 genes (``benchmarks/bench_bulk.py``, 3 seeds), tree against factor: non-private,
-flu 0.28 / 0.96 against 0.67 / 0.94, ALL 0.57 / 0.76 against 0.47 / 0.72, GEUVADIS 0.62 / 0.87 against 0.62 / 0.95;
-at eps=100, flu 0.29 / 0.88 against 0.51 / 0.86, ALL 0.09 / 0.30 against 0.15 / 0.20, GEUVADIS (68 samples) 0.27 /
-0.52 against 0.07 / 0.23. Under DP a factor needs its signal above the noise edge ``2 sigma c^2 sqrt(d)``: it pays off
-where modules are large (flu), not where samples are few (GEUVADIS) or the structure is spread over many small
-factors (ALL). The first Hermite term only is used here: on real data the higher terms' correction made the
-truncated fit's underestimate of strong correlations worse.
+``sum_i v_i v_i^T`` with rows ``||v|| <= 1``, so the same sensitivity ``1 / sqrt(2)`` as the selection statistic.
+``gram_scores="binary"`` (the default under DP): ``v`` are the signs of each gene's median split of the bins divided
+by ``sqrt(d)``, norm exactly 1, nothing clipped (:func:`~scdpsynth.generators._factor.binary_scores`).
+``gram_scores="bins"`` (the default without privacy): ``v = s / max(||s||, c)``, the centred bin scores scaled by a
+public radius ``c = 1.25 sqrt(d (B + 1) / (3 (B - 1)))`` (:func:`~scdpsynth.generators._factor.score_clip`).
+Post-processing: subtract the class means implied by the marginals, correct the discretisation's attenuation
+(:func:`~scdpsynth.generators._latent.latent_scales`, on the two halves for binary scores), keep the eigen-components
+above the noise edge and fit the loadings by iterated principal axes. Every pair of genes is coupled through the
+factors, so co-expression modules survive where a tree keeps only its edges.
+
+Co-expression recall (``r > 0.7``) / precision on 500 genes (``benchmarks/bench_bulk.py``, 3 seeds), tree against
+factor: non-private, flu 0.28 / 0.96 against 0.67 / 0.94, ALL 0.57 / 0.76 against 0.47 / 0.72, GEUVADIS 0.62 / 0.87
+against 0.62 / 0.95. At eps=100 the tree gives flu 0.29 / 0.88, ALL 0.09 / 0.30, GEUVADIS (68 samples) 0.27 / 0.52;
+the factor model with binary scores 0.55 / 0.83, 0.17 / 0.12, 0.29 / 0.45, and with bin scores (same run)
+0.46 / 0.87, 0.13 / 0.21, 0.08 / 0.28. Binary scores gain most where records are few (GEUVADIS) and cost precision
+on ALL; their gain is the exact radius (the bin scores' median norm is 0.71-0.76 of their public radius). Under DP
+a factor needs its signal above the noise edge ``2 sigma c^2 sqrt(d)``: it pays off where modules are large (flu),
+less where the structure is spread over many small modules (ALL: 680 strong pairs over 247 genes, median degree 3;
+even without noise the factor model reaches 0.47 there). The first Hermite term only is used here: on real data the
+higher terms' correction made the truncated fit's underestimate of strong correlations worse.
 """
 
 from __future__ import annotations
@@ -78,7 +85,14 @@ import math
 import numpy as np
 
 from ..privacy import Ledger
-from ._factor import factor_loadings, score_clip, score_gram, within_cross_products
+from ._factor import (
+    GRAM_SCORES,
+    collapse_to_halves,
+    factor_loadings,
+    score_clip,
+    score_gram,
+    within_cross_products,
+)
 from ._latent import hermite_scales, latent_correlation, latent_scales
 from ._marginals import MarginalGenerator, count_marginals, gaussian_measure
 
@@ -189,6 +203,11 @@ class MSTGenerator(MarginalGenerator):
         the bin-score Gram, which keeps dense co-expression modules; see the module docstring).
     max_factors
         Most factors the ``"factor"`` model keeps (those above the noise edge, fewer where the noise hides them).
+    gram_scores
+        Record scores behind the ``"factor"`` model's Gram: ``"bins"`` (centred bin scores, clipped to a public
+        radius), ``"binary"`` (signs of each gene's median split, norm exactly 1, nothing clipped) or ``"auto"``
+        (default): ``"binary"`` for a private fit, ``"bins"`` without privacy, where the finer scores lose nothing
+        to noise. See the module docstring for the numbers.
     selection_share
         Share of the budget after discretisation spent on choosing the tree (MST: 1/3). With
         ``dependence="factor"`` the Gram release gets this share plus the edge statistics' share.
@@ -210,6 +229,7 @@ class MSTGenerator(MarginalGenerator):
         n_bins: int = 8,
         within_bin: str = "sample",
         max_factors: int = 50,
+        gram_scores: str = "auto",
         **kwargs,
     ):
         super().__init__(n_bins=n_bins, within_bin=within_bin, **kwargs)
@@ -225,6 +245,9 @@ class MSTGenerator(MarginalGenerator):
         if isinstance(max_factors, bool) or not isinstance(max_factors, int | np.integer) or max_factors < 1:
             raise ValueError(f"max_factors must be a positive integer, got {max_factors!r}.")
         self.max_factors = int(max_factors)
+        if gram_scores not in ("auto", *GRAM_SCORES):
+            raise ValueError(f"gram_scores must be 'auto', 'bins' or 'binary', got {gram_scores!r}.")
+        self.gram_scores = gram_scores
         self.selection_share = float(selection_share)
         self.marginal_share = float(marginal_share)
         self.smoothing = float(smoothing)
@@ -256,6 +279,7 @@ class MSTGenerator(MarginalGenerator):
         rho_marg = rho_meas * self.marginal_share if self.private else math.inf
         codes = codes.astype(np.intp)
         if self.dependence == "factor":
+            self.gram_scores_ = self._resolve_gram_scores()
             gram = self._release_gram(codes, rho - rho_marg)
             parent = np.full(d, -1, dtype=np.intp)
             self.edges_, self.order_, self.parent_ = np.zeros((0, 2), dtype=np.intp), np.arange(d), parent
@@ -303,10 +327,16 @@ class MSTGenerator(MarginalGenerator):
         self.rho_edges_ = np.zeros(d)
         if self.dependence == "factor":
             clip = self._gram_clip(d)
-            M = within_cross_products(gram, clip, mean, n_k)
-            # first Hermite term only: on real data the higher terms' correction made the truncated fit's
-            # underestimate of strong correlations worse (flu, 0.7 < r < 0.9: median synthetic - real -0.05 -> -0.07)
-            A = latent_scales(p, n_k)
+            if self.gram_scores_ == "binary":  # the scores are the signs of the median split: two-bin conditionals
+                p2 = collapse_to_halves(p, B)
+                M = within_cross_products(gram, clip, (p2 * np.array([-1.0, 1.0])[None, :, None]).sum(1), n_k)
+                A = latent_scales(p2, n_k)
+            else:
+                M = within_cross_products(gram, clip, mean, n_k)
+                # first Hermite term only: on real data the higher terms' correction made the truncated fit's
+                # underestimate of strong correlations worse (flu, 0.7 < r < 0.9: median synthetic - real -0.05 ->
+                # -0.07)
+                A = latent_scales(p, n_k)
             self.loadings_ = factor_loadings(
                 M, A, noise_sd=clip**2 * self.gram_sigma_, n=float(n_k.sum()), max_factors=self.max_factors
             )
@@ -321,9 +351,17 @@ class MSTGenerator(MarginalGenerator):
         self.fitted_ = True
         return self
 
+    def _resolve_gram_scores(self) -> str:
+        """``"auto"``: binary scores for a private fit, bin scores without privacy (a public choice)."""
+        if self.gram_scores != "auto":
+            return self.gram_scores
+        return "binary" if self.private else "bins"
+
     def _release_gram(self, codes: np.ndarray, rho_gram: float) -> np.ndarray:
-        """The factor model's one release: the upper triangle of the clipped score Gram (sensitivity 1/sqrt(2))."""
-        gram = score_gram(codes, self.n_bins, self._gram_clip(codes.shape[1]))
+        """The factor model's one release: the upper triangle of the score Gram (rows of norm <= 1, sensitivity
+        1/sqrt(2)).
+        """
+        gram = score_gram(codes, self.n_bins, self._gram_clip(codes.shape[1]), scores=self.gram_scores_)
         self.gram_sigma_ = 0.0
         if self.private:
             sens = SELECTION_SENSITIVITY
@@ -334,8 +372,10 @@ class MSTGenerator(MarginalGenerator):
         return np.triu(gram, 1)
 
     def _gram_clip(self, d: int) -> float:
-        """Clip radius of the score vectors: public :func:`score_clip` when private, none (``sqrt(d)``) otherwise."""
-        return score_clip(d, self.n_bins) if self.private else math.sqrt(d)
+        """Radius of the score vectors: public :func:`score_clip` for private bin scores, else ``sqrt(d)`` (no clip
+        without privacy; binary scores have that norm exactly).
+        """
+        return score_clip(d, self.n_bins) if self.private and self.gram_scores_ == "bins" else math.sqrt(d)
 
     def _latent(self, n: int) -> np.ndarray:
         """Latent standard normals ``(n, d)`` with the fitted dependence (tree: ancestral; factor: ``L f + u e``)."""
@@ -387,6 +427,7 @@ class MSTGenerator(MarginalGenerator):
             **super().params(),
             "dependence": self.dependence,
             "max_factors": self.max_factors,
+            "gram_scores": getattr(self, "gram_scores_", self.gram_scores),
             "selection_share": self.selection_share,
             "marginal_share": self.marginal_share,
             "smoothing": self.smoothing,
