@@ -327,16 +327,14 @@ class MSTGenerator(MarginalGenerator):
         self.rho_edges_ = np.zeros(d)
         if self.dependence == "factor":
             clip = self._gram_clip(d)
-            if self.gram_scores_ == "binary":  # the scores are the signs of the median split: two-bin conditionals
-                p2 = collapse_to_halves(p, B)
-                M = within_cross_products(gram, clip, (p2 * np.array([-1.0, 1.0])[None, :, None]).sum(1), n_k)
-                A = latent_scales(p2, n_k)
-            else:
-                M = within_cross_products(gram, clip, mean, n_k)
-                # first Hermite term only: on real data the higher terms' correction made the truncated fit's
-                # underestimate of strong correlations worse (flu, 0.7 < r < 0.9: median synthetic - real -0.05 ->
-                # -0.07)
-                A = latent_scales(p, n_k)
+            q, q_mean = p, mean  # the conditionals of the bins the Gram's scores were read from
+            if self.gram_scores_ == "binary":  # signs of the median split: the two halves' conditionals
+                q = collapse_to_halves(p, B)
+                q_mean = q[:, 1] - q[:, 0]
+            M = within_cross_products(gram, clip, q_mean, n_k)
+            # first Hermite term only: on real data the higher terms' correction made the truncated fit's
+            # underestimate of strong correlations worse (flu, 0.7 < r < 0.9: median synthetic - real -0.05 -> -0.07)
+            A = latent_scales(q, n_k)
             self.loadings_ = factor_loadings(
                 M, A, noise_sd=clip**2 * self.gram_sigma_, n=float(n_k.sum()), max_factors=self.max_factors
             )
