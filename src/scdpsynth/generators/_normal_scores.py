@@ -11,7 +11,8 @@ generator has to produce those shapes itself, and with a few hundred rows it doe
   (:func:`~scdpsynth.generators._discretize.dp_discretization`: Gaussian noise, L2 sensitivity ``sqrt(d)`` under
   add/remove-one, shrinkage, support mask and projection as post-processing). Values at the lower bound (an atom,
   e.g. zeros of log1p data) map to the middle of the atom's mass, and back to the lower bound.
-* :func:`exact_normal_scores` (non-private fits only): the empirical CDF at mid-ranks, knots at the sorted values.
+* :func:`exact_normal_scores` (non-private fits only): the empirical CDF at mid-ranks, knots at the distinct values
+  (repeated values keep a flat run of levels in the inverse map: atoms).
 """
 
 from __future__ import annotations
@@ -117,8 +118,9 @@ def exact_normal_scores(X: np.ndarray) -> NormalScores:
     for g in range(d):
         vals, counts = np.unique(X[:, g], return_counts=True)
         below = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        mid = (below + 0.5 * counts) / n  # mid-rank level of each distinct value
         xf.append(vals)
-        uf.append((below + 0.5 * counts) / n)
+        uf.append(mid)
         lo = (below + 0.5) / n
         hi = (below + counts - 0.5) / n
         tied = counts > 1
@@ -126,7 +128,7 @@ def exact_normal_scores(X: np.ndarray) -> NormalScores:
         xs = np.repeat(vals, knots)
         us = np.empty(len(xs))
         pos = np.cumsum(knots) - knots  # first knot of each value
-        us[pos] = np.where(tied, lo, (below + 0.5 * counts) / n)
+        us[pos] = np.where(tied, lo, mid)
         us[pos[tied] + 1] = hi[tied]
         xi.append(xs)
         ui.append(us)
