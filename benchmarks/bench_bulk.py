@@ -60,11 +60,15 @@ METHODS = (
 
 
 def _method_spec(spec: str) -> tuple[str, dict]:
-    """``"mst:dependence=factor,n_bins=8"`` -> ``("mst", {"dependence": "factor", "n_bins": 8})``."""
+    """``"mst:dependence=factor,n_bins=8"`` -> ``("mst", {"dependence": "factor", "n_bins": 8})``; ``True``,
+    ``False`` and ``None`` are Python's."""
     base, _, rest = spec.partition(":")
     options = {}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
+        if value in ("True", "False", "None"):
+            options[key] = {"True": True, "False": False, "None": None}[value]
+            continue
         try:
             options[key] = int(value)
         except ValueError:

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..privacy import DEFAULT_DELTA, Ledger
 from ._base import BaseGenerator
+from ._calibration import fit_calibration
 from ._deep_inputs import positive_number, share
 from ._dp_stats import dp_feature_stats
 from ._dpsgd import calibrate_noise_multiplier
@@ -49,6 +50,15 @@ class DeepGenerator(BaseGenerator):
     ``stats_share``), without privacy the exact empirical CDF. The model then only has to learn dependence and class
     effects, and samples keep each feature's marginal shape. Scaling is reverted after sampling.
 
+    Calibrated marginals (continuous data; :mod:`~scdpsynth.generators._calibration`): after training, the model's
+    own per-feature CDFs are read off a reference draw (:attr:`calibration_rows` rows, :attr:`calibration_levels`
+    quantiles; post-processing of the model) and every sample is mapped feature by feature onto the target CDFs,
+    ``x -> F^-1(G(x))``. The map is monotone, so ranks (and every rank test, e.g. the Wilcoxon DE genes) are kept
+    and only the marginal shapes change. Targets: the exact mid-rank CDFs without privacy; under DP the
+    ``"quantile"`` standardisation's CDFs when there are any (nothing more is released), else one DP histogram as
+    above with another ``stats_share`` of ``rho``, recorded before DP-SGD is calibrated on what is left.
+    ``calibrate="auto"`` (default) calibrates non-private fits only; ``True``/``False`` force it.
+
     Randomness: every draw comes from ``self.rng`` (fresh OS entropy for a private fit by default), torch's through
     generators seeded from it. ``secure_rng=True`` draws the DP-SGD noise and the Poisson batches from a
     cryptographically secure generator instead, with opacus' secure mode (protection against floating-point attacks
@@ -62,6 +72,9 @@ class DeepGenerator(BaseGenerator):
     units = ("sample",)
     #: cells of the DP histogram behind ``standardize="quantile"`` (over the public ``value_range``)
     quantile_grid = 64
+    #: rows of the reference draw behind ``calibrate`` and quantile levels kept from it
+    calibration_rows = 4096
+    calibration_levels = 512
     #: default batch size ``max(batch_floor, ceil(n_hat / batch_divisor))`` (subclasses tune it)
     batch_floor = 32
     batch_divisor = 50
@@ -86,6 +99,7 @@ class DeepGenerator(BaseGenerator):
         secure_rng=False,
         device="auto",
         num_threads=1,
+        calibrate="auto",
     ):
         super().__init__(eps=eps, delta=delta, random_state=random_state, unit=unit)
         self.epochs = positive_number("epochs", epochs, integer=True)
@@ -100,6 +114,14 @@ class DeepGenerator(BaseGenerator):
                 f"'quantile' (normal scores through DP per-feature CDFs, charged to eps), got {standardize!r}."
             )
         self.standardize = standardize
+        if isinstance(calibrate, bool | np.bool_):
+            calibrate = bool(calibrate)
+        elif not (isinstance(calibrate, str) and calibrate == "auto"):
+            raise ValueError(
+                "calibrate must be 'auto' (calibrated marginals without privacy only), True (calibrate; under DP "
+                f"from a DP histogram charged to eps) or False, got {calibrate!r}."
+            )
+        self.calibrate = calibrate
         try:
             lo, hi = (float(v) for v in value_range)
         except (TypeError, ValueError):
@@ -126,6 +148,8 @@ class DeepGenerator(BaseGenerator):
         self.noise_multiplier_ = 0.0
         self.history_: list[float] = []
         self.normal_scores_ = None  # set by _fit_scaler for standardize="quantile"
+        self.target_cdf_ = None  # set by _fit_scaler when the marginals are calibrated
+        self.calibration_ = None  # set by _fit_calibration after training
 
     # -- helpers for subclasses ------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -230,7 +254,63 @@ class DeepGenerator(BaseGenerator):
             return "dp"
         return "dp" if self._stats_sigma_mult() * math.sqrt(d) / max(float(n_hat), 1.0) <= 0.1 else "public"
 
+    def _resolve_calibrate(self) -> bool:
+        """``calibrate="auto"``: calibrated marginals for a non-private fit (the exact CDFs cost nothing), the
+        model's own under DP (a DP histogram on a few hundred rows is noisier than the model's marginals)."""
+        if self.calibrate == "auto":
+            return not self.private
+        return bool(self.calibrate)
+
     def _fit_scaler(self, X: np.ndarray, n_hat: float) -> None:
+        """Feature scaling (:meth:`_fit_standardize`), then the target CDFs of calibrated marginals (continuous data).
+
+        ``self.target_cdf_``: the exact empirical CDFs without privacy; under DP the ``"quantile"`` standardisation's
+        CDFs when there are any (no further release), else one DP histogram (:func:`dp_normal_scores`, another
+        ``stats_share`` of ``rho``, recorded in the ledger before DP-SGD is calibrated on what is left).
+        """
+        self._fit_standardize(X, n_hat)
+        self.calibrate_ = self._resolve_calibrate()
+        self.target_cdf_ = self.calibration_ = None
+        if not self.calibrate_:
+            return
+        if self.normal_scores_ is not None:
+            self.target_cdf_ = self.normal_scores_
+        elif not self.private:
+            self.target_cdf_ = exact_normal_scores(X)
+        else:
+            if 2 * self.stats_share + self.counts_share >= 1:
+                raise ValueError(
+                    "calibrate=True under DP releases a DP histogram with its own stats_share of the budget; "
+                    f"2 * stats_share + counts_share must be < 1, got 2 * {self.stats_share} + {self.counts_share}."
+                )
+            self.target_cdf_ = dp_normal_scores(
+                X,
+                rho=self._stats_rho(),
+                bounds=self.value_range,
+                grid_size=self.quantile_grid,
+                rng=self.rng,
+                ledger=self.ledger,
+            )
+            self.scope.append(
+                f"calibrated marginals: per-feature CDFs from one DP histogram ({self.quantile_grid} cells over the "
+                f"public value_range {list(self.value_range)})"
+            )
+
+    def _fit_calibration(self) -> None:
+        """After training: the model's own marginal CDFs from a reference draw (:attr:`calibration_rows` rows in
+        proportion to the class counts), mapped onto :attr:`target_cdf_` by every later sample. Post-processing of
+        the model (no privacy cost). No-op when the marginals are not calibrated."""
+        self.calibration_ = None
+        if self.target_cdf_ is None:
+            return
+        released = np.maximum(np.asarray(self.class_counts_, dtype=float), 0.0)
+        freq = released / released.sum() if released.sum() > 0 else np.full(len(released), 1.0 / len(released))
+        counts = np.floor(freq * self.calibration_rows).astype(int)
+        counts[np.argmax(freq)] += self.calibration_rows - counts.sum()
+        reference = self._sample(counts)  # calibration_ is None here: the model's own values
+        self.calibration_ = fit_calibration(reference, self.target_cdf_, n_levels=self.calibration_levels)
+
+    def _fit_standardize(self, X: np.ndarray, n_hat: float) -> None:
         """Set the feature scaling: ``self.mean_``/``self.std_`` (DP, public range, or exact when non-private), or
         ``self.normal_scores_`` for ``"quantile"`` (then ``mean_ = 0``, ``std_ = 1``).
         """
@@ -272,10 +352,11 @@ class DeepGenerator(BaseGenerator):
         return (X - self.mean_) / self.std_
 
     def _unscale(self, Z: np.ndarray) -> np.ndarray:
-        """Model units -> data units (clipped into ``value_range`` for a private fit)."""
-        if self.normal_scores_ is not None:
-            return self._clip_private(self.normal_scores_.inverse_transform(Z))
-        return self._clip_private(Z * self.std_ + self.mean_)
+        """Model units -> data units, through the calibrated marginals when fitted (clipped into ``value_range`` for
+        a private fit)."""
+        X = self.normal_scores_.inverse_transform(Z) if self.normal_scores_ is not None else Z * self.std_ + self.mean_
+        X = self._clip_private(X)
+        return X if self.calibration_ is None else self._clip_private(self.calibration_.apply(X))
 
     def _clip_private(self, X: np.ndarray) -> np.ndarray:
         """Clip samples of a private fit into the public ``value_range`` (post-processing; no-op when non-private)."""
@@ -321,6 +402,7 @@ class DeepGenerator(BaseGenerator):
             "hidden_dim": self.hidden_dim,
             "latent_dim": self.latent_dim,
             "standardize": getattr(self, "standardize_", self.standardize),
+            "calibrate": getattr(self, "calibrate_", self.calibrate),
             "value_range": list(self.value_range),
             "stats_share": self.stats_share,
             "counts_share": self.counts_share,

@@ -179,6 +179,17 @@ class DPVAE(DeepGenerator):
         Initial observation scale of the Gaussian decoder in data units (a public constant, converted with the
         DP or public standardisation scale; default 1, about a gene's spread in log2/log1p units). With
         ``standardize="quantile"`` it is in normal-score units, where 1 is each feature's whole spread.
+    calibrate
+        Calibrated marginals (Gaussian likelihood; see :class:`~scdpsynth.generators._deep_base.DeepGenerator`):
+        each feature of a sample is mapped monotonically from the model's own CDF onto the data's. ``"auto"``
+        (default) calibrates non-private fits (exact CDFs, no cost) and leaves private ones alone; ``True`` under DP
+        releases a DP histogram (another ``stats_share``). Without privacy, on bulk data (``bench_bulk.py``, 500
+        genes, ALL / flu / GEUVADIS) it raises histogram overlap from 0.67 / 0.76 / 0.64 to 0.82 / 0.88 / 0.78 (two
+        samples of the real data of that size score about 0.8) while co-expression recall (r > 0.7) stays near
+        the uncalibrated model's (0.57 / 0.43 / 0.36 -> 0.55 / 0.34 / 0.33; ``standardize="quantile"``: 0.30 /
+        0.13 / 0.15); ranks are kept, so the Wilcoxon DE genes of a draw do not change. Under DP on these sizes the
+        histogram is noise: at eps=10 overlap falls (ALL 0.62 -> 0.38) and the classes blur (balanced accuracy 0.95
+        -> 0.50; mean of 3 fits), hence off by default.
 
     Warns
     -----
@@ -216,6 +227,7 @@ class DPVAE(DeepGenerator):
         device="auto",
         num_threads=1,
         progress=None,
+        calibrate="auto",
         init_scale=1.0,
     ):
         # model size from public choices only (eps given or not, the likelihood); see the class docstring
@@ -241,6 +253,7 @@ class DPVAE(DeepGenerator):
             secure_rng=secure_rng,
             device=device,
             num_threads=num_threads,
+            calibrate=calibrate,
         )
         if likelihood not in LIKELIHOODS:
             raise ValueError(
@@ -250,6 +263,12 @@ class DPVAE(DeepGenerator):
         self.likelihood = likelihood
         if likelihood != "gaussian":
             self.data = "counts"  # tl.generate then passes raw counts and keeps integers
+            if calibrate is True:
+                raise ValueError(
+                    f"calibrate=True maps continuous marginals; likelihood={likelihood!r} draws integer counts "
+                    "from its own NB/ZINB marginals. Leave calibrate='auto' (or False) for counts."
+                )
+            self.calibrate_ = False
         if not (isinstance(beta, int | float) and beta > 0):
             raise ValueError(f"beta must be a number > 0, got {beta!r}.")
         self.beta = float(beta)
@@ -327,7 +346,7 @@ class DPVAE(DeepGenerator):
             )
         else:
             log_lib = np.zeros(n)
-            self._fit_scaler(X, n_hat)
+            self._fit_scaler(X, n_hat)  # and the target CDFs of calibrated marginals
         x_in = self._encoder_input(X)
         x_target = X if self.counts else x_in
         q, steps = self._schedule(n_hat)
@@ -390,6 +409,7 @@ class DPVAE(DeepGenerator):
         self.fitted_ = True
         if not self.counts:
             self._check_learned(torch, tx_in, toh, x_in, y)
+            self._fit_calibration()
         return self
 
     def _check_learned(self, torch, tx_in, toh, x_in: np.ndarray, y: np.ndarray) -> None:
