@@ -43,7 +43,8 @@ class MarginalCalibration:
 
     def model_levels(self, X: np.ndarray) -> np.ndarray:
         """``G_g(x)``: the model CDF level of each value (linear between knots; mid-level of a run of equal knots, e.g.
-        an atom at a clipping bound; the first/last level outside the knots)."""
+        an atom at a clipping bound; the first/last level outside the knots).
+        """
         X = np.asarray(X, dtype=float)
         d = self.model_knots.shape[0]
         if X.ndim != 2 or X.shape[1] != d:

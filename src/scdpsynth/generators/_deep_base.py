@@ -256,7 +256,8 @@ class DeepGenerator(BaseGenerator):
 
     def _resolve_calibrate(self) -> bool:
         """``calibrate="auto"``: calibrated marginals for a non-private fit (the exact CDFs cost nothing), the
-        model's own under DP (a DP histogram on a few hundred rows is noisier than the model's marginals)."""
+        model's own under DP (a DP histogram on a few hundred rows is noisier than the model's marginals).
+        """
         if self.calibrate == "auto":
             return not self.private
         return bool(self.calibrate)
@@ -299,7 +300,8 @@ class DeepGenerator(BaseGenerator):
     def _fit_calibration(self) -> None:
         """After training: the model's own marginal CDFs from a reference draw (:attr:`calibration_rows` rows in
         proportion to the class counts), mapped onto :attr:`target_cdf_` by every later sample. Post-processing of
-        the model (no privacy cost). No-op when the marginals are not calibrated."""
+        the model (no privacy cost). No-op when the marginals are not calibrated.
+        """
         self.calibration_ = None
         if self.target_cdf_ is None:
             return
@@ -353,7 +355,8 @@ class DeepGenerator(BaseGenerator):
 
     def _unscale(self, Z: np.ndarray) -> np.ndarray:
         """Model units -> data units, through the calibrated marginals when fitted (clipped into ``value_range`` for
-        a private fit)."""
+        a private fit).
+        """
         X = self.normal_scores_.inverse_transform(Z) if self.normal_scores_ is not None else Z * self.std_ + self.mean_
         X = self._clip_private(X)
         return X if self.calibration_ is None else self._clip_private(self.calibration_.apply(X))
