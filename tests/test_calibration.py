@@ -164,6 +164,8 @@ def test_bad_calibrate_arguments_name_the_fix(bioc_all_small):
         DPVAE(calibrate="yes")
     with pytest.raises(ValueError, match="counts"):
         DPVAE(likelihood="nb", calibrate=True)
+    with pytest.raises(ValueError, match="standardize='auto' for counts"):
+        DPVAE(likelihood="zinb", standardize="quantile")  # was ignored silently
     X, y = _xy(bioc_all_small)
     g = DPVAE(eps=5.0, calibrate=True, stats_share=0.45, counts_share=0.1, **TINY)
     with pytest.raises(ValueError, match="2 \\* stats_share"):

@@ -263,6 +263,12 @@ class DPVAE(DeepGenerator):
         self.likelihood = likelihood
         if likelihood != "gaussian":
             self.data = "counts"  # tl.generate then passes raw counts and keeps integers
+            if standardize != "auto":
+                raise ValueError(
+                    f"standardize={standardize!r} scales continuous data; likelihood={likelihood!r} learns on raw "
+                    "counts with DP library sizes (library_range) and ignores it. Leave standardize='auto' for counts, "
+                    "or use likelihood='gaussian' on log-normalised data."
+                )
             if calibrate is True:
                 raise ValueError(
                     f"calibrate=True maps continuous marginals; likelihood={likelihood!r} draws integer counts "
