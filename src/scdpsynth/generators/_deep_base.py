@@ -276,26 +276,39 @@ class DeepGenerator(BaseGenerator):
             return
         if self.normal_scores_ is not None:
             self.target_cdf_ = self.normal_scores_
-        elif not self.private:
-            self.target_cdf_ = exact_normal_scores(X)
-        else:
-            if 2 * self.stats_share + self.counts_share >= 1:
-                raise ValueError(
-                    "calibrate=True under DP releases a DP histogram with its own stats_share of the budget; "
-                    f"2 * stats_share + counts_share must be < 1, got 2 * {self.stats_share} + {self.counts_share}."
-                )
-            self.target_cdf_ = dp_normal_scores(
-                X,
-                rho=self._stats_rho(),
-                bounds=self.value_range,
-                grid_size=self.quantile_grid,
-                rng=self.rng,
-                ledger=self.ledger,
+            return
+        if self.private and 2 * self.stats_share + self.counts_share >= 1:
+            raise ValueError(
+                "calibrate=True under DP releases a DP histogram with its own stats_share of the budget; "
+                f"2 * stats_share + counts_share must be < 1, got 2 * {self.stats_share} + {self.counts_share}."
             )
-            self.scope.append(
-                f"calibrated marginals: per-feature CDFs from one DP histogram ({self.quantile_grid} cells over the "
-                f"public value_range {list(self.value_range)})"
-            )
+        self.target_cdf_ = self._feature_cdfs(X, "calibrated marginals")
+
+    def _feature_cdfs(self, X: np.ndarray, use: str):
+        """Per-feature CDFs of ``X``: exact without privacy, else one DP histogram of :attr:`quantile_grid` cells over
+        ``value_range`` with ``stats_share`` of ``rho`` (:func:`dp_normal_scores`; the scope line names ``use``).
+        """
+        if not self.private:
+            return exact_normal_scores(X)
+        cdfs = dp_normal_scores(
+            X,
+            rho=self._stats_rho(),
+            bounds=self.value_range,
+            grid_size=self.quantile_grid,
+            rng=self.rng,
+            ledger=self.ledger,
+        )
+        self.scope.append(
+            f"{use} through per-feature CDFs from one DP histogram ({self.quantile_grid} cells over the public "
+            f"value_range {list(self.value_range)})"
+        )
+        return cdfs
+
+    def _released_class_freq(self) -> np.ndarray:
+        """Class frequencies from the DP class counts (negatives as 0; uniform when all are 0): post-processing."""
+        released = np.maximum(np.asarray(self.class_counts_, dtype=float), 0.0)
+        total = released.sum()
+        return released / total if total > 0 else np.full(len(released), 1.0 / len(released))
 
     def _fit_calibration(self) -> None:
         """After training: the model's own marginal CDFs from a reference draw (:attr:`calibration_rows` rows in
@@ -305,8 +318,7 @@ class DeepGenerator(BaseGenerator):
         self.calibration_ = None
         if self.target_cdf_ is None:
             return
-        released = np.maximum(np.asarray(self.class_counts_, dtype=float), 0.0)
-        freq = released / released.sum() if released.sum() > 0 else np.full(len(released), 1.0 / len(released))
+        freq = self._released_class_freq()
         counts = np.floor(freq * self.calibration_rows).astype(int)
         counts[np.argmax(freq)] += self.calibration_rows - counts.sum()
         reference = self._sample(counts)  # calibration_ is None here: the model's own values
@@ -321,21 +333,7 @@ class DeepGenerator(BaseGenerator):
         if self.standardize_ == "quantile":
             d = X.shape[1]
             self.mean_, self.std_ = np.zeros(d), np.ones(d)
-            if not self.private:
-                self.normal_scores_ = exact_normal_scores(X)
-                return
-            self.normal_scores_ = dp_normal_scores(
-                X,
-                rho=self._stats_rho(),
-                bounds=self.value_range,
-                grid_size=self.quantile_grid,
-                rng=self.rng,
-                ledger=self.ledger,
-            )
-            self.scope.append(
-                f"normal scores through per-feature CDFs from one DP histogram ({self.quantile_grid} cells over the "
-                f"public value_range {list(self.value_range)})"
-            )
+            self.normal_scores_ = self._feature_cdfs(X, "normal scores")
             return
         if self.standardize_ == "public":
             lo, hi = self.value_range

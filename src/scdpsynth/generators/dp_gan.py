@@ -221,8 +221,7 @@ class DPGAN(DeepGenerator):
         q, steps = self._schedule(n_hat)
         z = self._calibrate(q, steps)
         # labels of the generated rows: in proportion to the DP class counts (post-processing)
-        released = np.maximum(self.class_counts_, 0.0)
-        self.class_freq_ = released / released.sum() if released.sum() > 0 else np.full(n_classes, 1.0 / n_classes)
+        self.class_freq_ = self._released_class_freq()
 
         dev = self.device_
         g_cpu, g_dev, g_noise, g_batches = self._rngs()
