@@ -13,7 +13,11 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from scdpsynth._utils import KnownSeedWarning
-from scdpsynth.generators._calibration import fit_calibration
+from scdpsynth.generators._calibration import (
+    MarginalCalibration,
+    empirical_quantiles,
+    quantile_levels,
+)
 from scdpsynth.generators._normal_scores import Z_BOUND, dp_normal_scores, exact_normal_scores
 from scdpsynth.privacy import Ledger
 
@@ -163,78 +167,123 @@ def _xy(adata):
     return X, adata.obs["lineage"].cat.codes.to_numpy().astype(np.int64)
 
 
+def _calibration(reference, target, n_levels):
+    levels = quantile_levels(n_levels)
+    return MarginalCalibration(
+        model_knots=empirical_quantiles(reference, levels)[None],
+        target_knots=empirical_quantiles(target, levels)[None],
+        levels=levels,
+    )
+
+
 def test_calibration_maps_a_model_marginal_onto_the_target_and_keeps_ranks():
-    """Model output N(0, 1) per feature, target the skewed data's exact CDFs: fresh model draws, calibrated, pass a
-    two-sample KS test against the data (p > 0.01) for the continuous features, carry the zero atom at its share
-    (within 0.03), and keep every rank (output non-decreasing in the input; ties only at the atom and beyond the
-    reference's extremes)."""
+    """Model output N(0, 1) per feature, target the skewed data's exact quantiles: fresh model draws, calibrated,
+    pass a two-sample KS test against the data (p > 0.01) for the continuous features, carry the zero atom at its
+    share (within 0.03), and keep every rank (output non-decreasing in the input; ties only at the atom and beyond
+    the reference's extremes)."""
     rng = np.random.default_rng(0)
     X = _skewed(3000, seed=1)
-    cal = fit_calibration(rng.standard_normal((4096, 3)), exact_normal_scores(X), n_levels=512)
+    cal = _calibration(rng.standard_normal((4096, 3)), X, 512)
     draws = rng.standard_normal((3000, 3))
     out = cal.apply(draws)
     for g in (0, 1):
         assert stats.ks_2samp(out[:, g], X[:, g]).pvalue > 0.01
-        assert np.all(np.diff(out[np.argsort(draws[:, g]), g]) >= 0)  # ranks kept (ties only beyond the tails)
+        assert np.all(np.diff(out[np.argsort(draws[:, g]), g]) >= 0)
         assert stats.spearmanr(draws[:, g], out[:, g]).statistic > 0.99999
     assert np.mean(out[:, 2] == 0.0) == pytest.approx(np.mean(X[:, 2] == 0.0), abs=0.03)
     # the model's median goes to the data's median; values beyond the model's range stop at the data's quantiles
-    # of the outermost levels 0.5 / 512 and 1 - 0.5 / 512
+    # of the outermost levels 0.5 / 512 and 1 - 0.5 / 512 (mid-rank, "hazen")
     mid = cal.apply(np.zeros((1, 3)))[0]
     np.testing.assert_allclose(mid[:2], np.median(X[:, :2], axis=0), rtol=0.03)
     far = cal.apply(np.array([[-50.0] * 3, [50.0] * 3]))
     ends = [[np.quantile(X[:, g], lv, method="hazen") for g in range(3)] for lv in (0.5 / 512, 1 - 0.5 / 512)]
-    np.testing.assert_allclose(far, ends, rtol=1e-6, atol=1e-9)  # mid-rank levels: hazen
+    np.testing.assert_allclose(far, ends, rtol=1e-9, atol=1e-12)
 
 
 def test_model_atoms_map_to_the_middle_of_their_levels():
     """A reference with 40 % of its values at one point (a clipping bound): that value sits at the middle of the
-    atom's levels (0.2), values above it continue linearly, and the map is a step at the atom, never a jump back."""
+    atom's levels (0.2), values above it continue linearly, and values outside stop at the outermost levels."""
     ref = np.concatenate([np.zeros(400), np.linspace(0.01, 1.0, 600)])[:, None]
-    target = exact_normal_scores(np.linspace(0.0, 1.0, 1001)[:, None])  # uniform target: level = value
-    cal = fit_calibration(ref, target, n_levels=100)
+    cal = _calibration(ref, np.linspace(0.0, 1.0, 1001)[:, None], 100)  # uniform target: level = value
     u = cal.model_levels(np.array([[-1.0], [0.0], [0.5], [2.0]]))[:, 0]
     assert u[0] == pytest.approx(cal.levels[0])
     assert u[1] == pytest.approx(0.2, abs=0.01)
     assert u[2] == pytest.approx(0.4 + 0.6 * (0.5 - 0.01) / 0.99, abs=0.01)
     assert u[3] == pytest.approx(cal.levels[-1])
+    np.testing.assert_allclose(cal.apply(np.array([[0.5]])), u[2], atol=0.002)
+
+
+def test_parts_map_rows_onto_their_own_targets():
+    """Two parts with different targets (N(0, 1) and N(10, 2)): the same model values land on each part's target
+    quantiles; rows need their part when there are several."""
+    rng = np.random.default_rng(3)
+    levels = quantile_levels(128)
+    ref = rng.standard_normal((4096, 1))
+    t0, t1 = rng.normal(0.0, 1.0, (4000, 1)), rng.normal(10.0, 2.0, (4000, 1))
+    model = empirical_quantiles(ref, levels)
+    cal = MarginalCalibration(
+        model_knots=np.stack([model, model]),
+        target_knots=np.stack([empirical_quantiles(t0, levels), empirical_quantiles(t1, levels)]),
+        levels=levels,
+    )
+    x = rng.standard_normal((2000, 1))
+    parts = np.repeat([0, 1], 1000)
+    out = cal.apply(x, parts)
+    assert stats.ks_2samp(out[:1000, 0], t0[:, 0]).pvalue > 0.01
+    assert stats.ks_2samp(out[1000:, 0], t1[:, 0]).pvalue > 0.01
+    with pytest.raises(ValueError, match="pass each row's part"):
+        cal.apply(x)
+    with pytest.raises(ValueError, match="integers in \\[0, 2\\)"):
+        cal.apply(x, np.full(2000, 2))
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 10_000), st.integers(2, 64))
 def test_calibration_is_monotone_and_stays_in_the_target_range(seed, n_levels):
     rng = np.random.default_rng(seed)
-    ref = np.round(rng.gamma(0.8, 1.0, (max(n_levels, 200), 2)), 1)  # ties and an atom at 0
+    ref = np.round(rng.gamma(0.8, 1.0, (200, 2)), 1)  # ties and an atom at 0
     target_data = np.round(rng.lognormal(0.0, 1.0, (50, 2)), 2)
-    cal = fit_calibration(ref, exact_normal_scores(target_data), n_levels=n_levels)
+    cal = _calibration(ref, target_data, n_levels)
     grid = np.sort(rng.normal(1.0, 2.0, (300, 1)), axis=0).repeat(2, axis=1)
     out = cal.apply(grid)
     assert np.all(np.diff(out, axis=0) >= -1e-12)
     assert np.all(out >= target_data.min(0) - 1e-12) and np.all(out <= target_data.max(0) + 1e-12)
 
 
-def test_fit_calibration_checks_its_input():
-    target = exact_normal_scores(_skewed(50))
-    with pytest.raises(ValueError, match="shape"):
-        fit_calibration(np.zeros((600, 2)), target)
+def test_calibration_checks_its_input():
+    levels = quantile_levels(8)
     with pytest.raises(ValueError, match="n_levels"):
-        fit_calibration(np.zeros((100, 3)), target, n_levels=512)
+        quantile_levels(1)
+    with pytest.raises(ValueError, match="non-empty"):
+        empirical_quantiles(np.zeros((0, 3)), levels)
+    knots = np.zeros((1, 3, 8))
+    with pytest.raises(ValueError, match="levels"):
+        MarginalCalibration(model_knots=knots, target_knots=knots, levels=quantile_levels(9))
+    with pytest.raises(ValueError, match="shape"):
+        MarginalCalibration(model_knots=knots, target_knots=knots, levels=levels).apply(np.zeros((5, 2)))
 
 
-def test_nonprivate_default_calibrates_and_restores_skewed_marginals():
-    """Non-private, same data and seed: the default (``calibrate="auto"``) maps the Gaussian decoder's marginals
-    onto the exact CDFs; the KS statistic of each skewed, bimodal or zero-inflated feature against the data is a
-    fraction of the uncalibrated fit's, and under 0.06 (two samples of 600 from one law: about 0.05 at p = 0.5)."""
-    X = _skewed(600, seed=3)
-    y = np.zeros(len(X), dtype=np.int64)
+def test_nonprivate_default_calibrates_per_class_and_restores_skewed_marginals():
+    """Non-private, same data and seed: the default (``calibrate="auto"``, per class) maps the Gaussian decoder's
+    marginals onto each class's exact quantiles. Two classes with differently shaped features (the second class's
+    values shifted by 6 and its zeros moved up): per class, the KS statistic of every feature against that class's
+    data is under 0.08 (two samples of 300 from one law: about 0.07 at p = 0.5), and their sum is under half the
+    uncalibrated fit's."""
+    X0 = _skewed(300, seed=3)
+    X1 = _skewed(300, seed=4) + 6.0
+    X = np.vstack([X0, X1])
+    y = np.repeat([0, 1], 300)
     ks = {}
     for calibrate in ("auto", False):
-        g = DPVAE(eps=None, random_state=0, epochs=60, num_threads=1, calibrate=calibrate).fit(X, y, n_classes=1)
-        syn = g.sample([600])
-        ks[calibrate] = [stats.ks_2samp(syn[:, j], X[:, j]).statistic for j in range(3)]
-        assert g.params()["calibrate"] is (calibrate == "auto")
-    for j in range(3):
-        assert ks["auto"][j] < 0.06 and ks["auto"][j] < 0.5 * ks[False][j], ks
+        g = DPVAE(eps=None, random_state=0, epochs=60, num_threads=1, calibrate=calibrate).fit(X, y, n_classes=2)
+        syn = g.sample([300, 300])
+        ks[calibrate] = [
+            stats.ks_2samp(syn[300 * c : 300 * (c + 1), j], (X0, X1)[c][:, j]).statistic
+            for c in range(2)
+            for j in range(3)
+        ]
+        assert g.params()["calibrate"] == ("class" if calibrate == "auto" else False)
+    assert max(ks["auto"]) < 0.08 and sum(ks["auto"]) < 0.5 * sum(ks[False]), ks
 
 
 @pytest.mark.parametrize("cls", [DPVAE, DPGAN])
@@ -248,31 +297,41 @@ def test_private_default_does_not_calibrate_and_releases_nothing_more(bioc_all_s
 
 
 @pytest.mark.parametrize("cls", [DPVAE, DPGAN])
-def test_private_calibration_releases_one_histogram_and_stays_in_budget(bioc_all_small, cls):
+def test_private_class_calibration_releases_one_histogram_per_class_in_parallel(bioc_all_small, cls):
+    """Under DP, per class: one histogram per class (sensitivity sqrt(d) each, the same noise), recorded as parts of
+    one partition, so together they cost one stats_share: the ledger's mu^2 is what it would be with one of them."""
     X, y = _xy(bioc_all_small)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        g = cls(eps=5.0, calibrate=True, **TINY).fit(X, y, n_classes=2)
-    (hist,) = [e for e in g.ledger.entries if e["name"] == "dp_quantile_histogram"]
-    assert hist["sensitivity"] == pytest.approx(math.sqrt(X.shape[1]))
-    assert hist["noise"] == pytest.approx(math.sqrt(X.shape[1]) / math.sqrt(2 * g.stats_share * g.budget.rho))
+        g = cls(eps=5.0, calibrate="class", **TINY).fit(X, y, n_classes=2)
+    hists = [e for e in g.ledger.entries if e["name"] == "dp_quantile_histogram"]
+    assert [e["partition"] for e in hists] == [("calibration", 0), ("calibration", 1)]
+    for e in hists:
+        assert e["sensitivity"] == pytest.approx(math.sqrt(X.shape[1]))
+        assert e["noise"] == pytest.approx(math.sqrt(X.shape[1]) / math.sqrt(2 * g.stats_share * g.budget.rho))
     names = [e["name"] for e in g.ledger.entries]
-    assert names.index("dp_quantile_histogram") < min(i for i, n in enumerate(names) if n.startswith("dp-sgd"))
+    assert max(i for i, n in enumerate(names) if n == "dp_quantile_histogram") < min(
+        i for i, n in enumerate(names) if n.startswith("dp-sgd")
+    )
+    one = g.ledger._mu_squared([hists[0]])
+    both = g.ledger._mu_squared(hists)
+    assert both == pytest.approx(one) and one == pytest.approx(2 * g.stats_share * g.budget.rho)
     assert g.privacy_report()["eps_spent"] <= 5.0 + 1e-9
-    assert any("calibrated marginals" in s and "DP histogram" in s for s in g.scope)
+    assert sum("calibrated marginals, per class" in s and "DP histogram" in s for s in g.scope) == 1
     syn = g.sample(np.array([30, 30]))
     assert syn.shape == (60, X.shape[1]) and np.all((syn >= 0.0) & (syn <= 16.0))
-    # the DP grid's knots are the only values the inverse map interpolates between: within the public range
-    assert g.calibration_.target is g.target_cdf_
+    assert g.calibration_.model_knots.shape[:2] == (2, X.shape[1])
 
 
-def test_quantile_standardisation_reuses_its_cdfs_for_calibration(bioc_all_small):
+def test_private_pooled_calibration_reuses_quantile_standardisation(bioc_all_small):
     X, y = _xy(bioc_all_small)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        g = DPVAE(eps=5.0, standardize="quantile", calibrate=True, **TINY).fit(X, y, n_classes=2)
-    assert [e["name"] for e in g.ledger.entries].count("dp_quantile_histogram") == 1
-    assert g.target_cdf_ is g.normal_scores_
+        g = DPVAE(eps=5.0, standardize="quantile", calibrate="pooled", **TINY).fit(X, y, n_classes=2)
+        g2 = DPVAE(eps=5.0, calibrate="pooled", **TINY).fit(X, y, n_classes=2)
+    assert [e["name"] for e in g.ledger.entries].count("dp_quantile_histogram") == 1  # the standardisation's
+    assert [e["partition"] for e in g2.ledger.entries if e["name"] == "dp_quantile_histogram"] == [None]
+    assert g.calibration_.model_knots.shape[0] == 1 and g2.privacy_report()["eps_spent"] <= 5.0 + 1e-9
 
 
 def test_calibrated_draws_follow_the_seed(bioc_all_small):
@@ -286,13 +345,13 @@ def test_calibrated_draws_follow_the_seed(bioc_all_small):
 
 
 def test_bad_calibrate_arguments_name_the_fix(bioc_all_small):
-    with pytest.raises(ValueError, match="'auto'"):
-        DPVAE(calibrate="yes")
+    with pytest.raises(ValueError, match="'pooled'"):
+        DPVAE(calibrate=True)
     with pytest.raises(ValueError, match="counts"):
-        DPVAE(likelihood="nb", calibrate=True)
+        DPVAE(likelihood="nb", calibrate="class")
     with pytest.raises(ValueError, match="standardize='auto' for counts"):
         DPVAE(likelihood="zinb", standardize="quantile")  # was ignored silently
     X, y = _xy(bioc_all_small)
-    g = DPVAE(eps=5.0, calibrate=True, stats_share=0.45, counts_share=0.1, **TINY)
+    g = DPVAE(eps=5.0, calibrate="class", stats_share=0.45, counts_share=0.1, **TINY)
     with pytest.raises(ValueError, match="2 \\* stats_share"):
         g.fit(X, y, n_classes=2)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..privacy import DEFAULT_DELTA, Ledger
 from ._base import BaseGenerator
-from ._calibration import fit_calibration
+from ._calibration import MarginalCalibration, cdf_quantiles, empirical_quantiles, quantile_levels
 from ._deep_inputs import positive_number, share
 from ._dp_stats import dp_feature_stats
 from ._dpsgd import calibrate_noise_multiplier
@@ -19,6 +19,7 @@ from ._torch import import_torch, secure_generator, select_device, torch_generat
 __all__ = ["DeepGenerator"]
 
 STANDARDIZE = ("auto", "dp", "public", "quantile")
+CALIBRATE = ("auto", "class", "pooled")
 
 
 class DeepGenerator(BaseGenerator):
@@ -51,13 +52,16 @@ class DeepGenerator(BaseGenerator):
     effects, and samples keep each feature's marginal shape. Scaling is reverted after sampling.
 
     Calibrated marginals (continuous data; :mod:`~scdpsynth.generators._calibration`): after training, the model's
-    own per-feature CDFs are read off a reference draw (:attr:`calibration_rows` rows, :attr:`calibration_levels`
-    quantiles; post-processing of the model) and every sample is mapped feature by feature onto the target CDFs,
-    ``x -> F^-1(G(x))``. The map is monotone, so ranks (and every rank test, e.g. the Wilcoxon DE genes) are kept
-    and only the marginal shapes change. Targets: the exact mid-rank CDFs without privacy; under DP the
-    ``"quantile"`` standardisation's CDFs when there are any (nothing more is released), else one DP histogram as
-    above with another ``stats_share`` of ``rho``, recorded before DP-SGD is calibrated on what is left.
-    ``calibrate="auto"`` (default) calibrates non-private fits only; ``True``/``False`` force it.
+    own per-feature CDFs are read off a reference draw (up to :attr:`calibration_rows` rows per part,
+    :attr:`calibration_levels` quantiles; post-processing of the model) and every sample is mapped feature by
+    feature onto the target CDFs, ``x -> F^-1(G(x))``. The map is monotone, so ranks within a part are kept and
+    only the marginal shapes change. ``calibrate="class"``: one map per class onto that class's CDFs (so the
+    Wilcoxon tests between classes follow the data's); ``"pooled"``: one map per feature onto the CDF of all rows;
+    ``False``: the model's own marginals; ``"auto"`` (default): ``"class"`` without privacy, ``False`` under DP.
+    Targets: the exact quantiles without privacy; under DP one histogram as above per class (parallel composition:
+    a record is in one class, so the classes' releases together cost one ``stats_share`` of ``rho``) or, pooled,
+    one histogram (the ``"quantile"`` standardisation's when there is one, at no further cost), recorded before
+    DP-SGD is calibrated on what is left.
 
     Randomness: every draw comes from ``self.rng`` (fresh OS entropy for a private fit by default), torch's through
     generators seeded from it. ``secure_rng=True`` draws the DP-SGD noise and the Poisson batches from a
@@ -74,7 +78,7 @@ class DeepGenerator(BaseGenerator):
     quantile_grid = 64
     #: rows of the reference draw behind ``calibrate`` and quantile levels kept from it
     calibration_rows = 4096
-    calibration_levels = 512
+    calibration_levels = 256
     #: default batch size ``max(batch_floor, ceil(n_hat / batch_divisor))`` (subclasses tune it)
     batch_floor = 32
     batch_divisor = 50
@@ -114,12 +118,11 @@ class DeepGenerator(BaseGenerator):
                 f"'quantile' (normal scores through DP per-feature CDFs, charged to eps), got {standardize!r}."
             )
         self.standardize = standardize
-        if isinstance(calibrate, bool | np.bool_):
-            calibrate = bool(calibrate)
-        elif not (isinstance(calibrate, str) and calibrate == "auto"):
+        if not (calibrate is False or (isinstance(calibrate, str) and calibrate in CALIBRATE)):
             raise ValueError(
-                "calibrate must be 'auto' (calibrated marginals without privacy only), True (calibrate; under DP "
-                f"from a DP histogram charged to eps) or False, got {calibrate!r}."
+                "calibrate must be 'auto' (per class without privacy, off under DP), 'class' (each class's samples "
+                "onto its CDFs; under DP DP histograms charged to eps), 'pooled' (one CDF per feature) or False, "
+                f"got {calibrate!r}."
             )
         self.calibrate = calibrate
         try:
@@ -148,7 +151,7 @@ class DeepGenerator(BaseGenerator):
         self.noise_multiplier_ = 0.0
         self.history_: list[float] = []
         self.normal_scores_ = None  # set by _fit_scaler for standardize="quantile"
-        self.target_cdf_ = None  # set by _fit_scaler when the marginals are calibrated
+        self.target_knots_ = None  # (k, d, L) target quantiles, set by _fit_scaler when calibrating
         self.calibration_ = None  # set by _fit_calibration after training
 
     # -- helpers for subclasses ------------------------------------------------------------------------------------
@@ -254,39 +257,89 @@ class DeepGenerator(BaseGenerator):
             return "dp"
         return "dp" if self._stats_sigma_mult() * math.sqrt(d) / max(float(n_hat), 1.0) <= 0.1 else "public"
 
-    def _resolve_calibrate(self) -> bool:
-        """``calibrate="auto"``: calibrated marginals for a non-private fit (the exact CDFs cost nothing), the
-        model's own under DP (a DP histogram on a few hundred rows is noisier than the model's marginals).
+    def _resolve_calibrate(self):
+        """``"class"``, ``"pooled"`` or False; ``"auto"``: ``"class"`` for a non-private fit (the exact quantiles cost
+        nothing), False under DP (a DP histogram on a few hundred rows is noisier than the model's marginals).
         """
         if self.calibrate == "auto":
-            return not self.private
-        return bool(self.calibrate)
+            return False if self.private else "class"
+        return self.calibrate
 
-    def _fit_scaler(self, X: np.ndarray, n_hat: float) -> None:
-        """Feature scaling (:meth:`_fit_standardize`), then the target CDFs of calibrated marginals (continuous data).
+    def _fit_scaler(self, X: np.ndarray, y: np.ndarray, n_hat: float) -> None:
+        """Feature scaling (:meth:`_fit_standardize`), then the target quantiles of calibrated marginals.
 
-        ``self.target_cdf_``: the exact empirical CDFs without privacy; under DP the ``"quantile"`` standardisation's
-        CDFs when there are any (no further release), else one DP histogram (:func:`dp_normal_scores`, another
-        ``stats_share`` of ``rho``, recorded in the ledger before DP-SGD is calibrated on what is left).
+        ``self.target_knots_`` (``(k, d, L)``, k classes or 1 part): the exact quantiles without privacy (a class
+        without rows takes all rows'); under DP those of DP histograms (:meth:`_feature_cdfs`): one per class,
+        recorded as parts of one partition (parallel composition), or one for all rows, reusing the ``"quantile"``
+        standardisation's CDFs when there are any. Either way at most one more ``stats_share`` of ``rho``, recorded
+        in the ledger before DP-SGD is calibrated on what is left.
         """
         self._fit_standardize(X, n_hat)
         self.calibrate_ = self._resolve_calibrate()
-        self.target_cdf_ = self.calibration_ = None
+        self.target_knots_ = self.calibration_ = None
         if not self.calibrate_:
             return
-        if self.normal_scores_ is not None:
-            self.target_cdf_ = self.normal_scores_
-            return
-        if self.private and 2 * self.stats_share + self.counts_share >= 1:
+        levels = quantile_levels(self.calibration_levels)
+        per_class = self.calibrate_ == "class"
+        reuse = self.private and not per_class and self.normal_scores_ is not None
+        if self.private and not reuse and 2 * self.stats_share + self.counts_share >= 1:
             raise ValueError(
-                "calibrate=True under DP releases a DP histogram with its own stats_share of the budget; "
-                f"2 * stats_share + counts_share must be < 1, got 2 * {self.stats_share} + {self.counts_share}."
+                f"calibrate={self.calibrate_!r} under DP releases DP histograms with their own stats_share of the "
+                f"budget; 2 * stats_share + counts_share must be < 1, got 2 * {self.stats_share} + "
+                f"{self.counts_share}."
             )
-        self.target_cdf_ = self._feature_cdfs(X, "calibrated marginals")
+        if not per_class:
+            if not self.private:
+                self.target_knots_ = empirical_quantiles(X, levels)[None]
+            else:
+                cdfs = self.normal_scores_ if reuse else self._feature_cdfs(X, "calibrated marginals")
+                self.target_knots_ = cdf_quantiles(cdfs, levels)[None]
+            return
+        parts = []
+        for c in range(self.n_classes_):  # every class, rows or not: which classes are empty stays private
+            Xc = X[y == c]
+            if self.private:
+                cdfs = self._feature_cdfs(Xc, "calibrated marginals, per class", partition=("calibration", c))
+                parts.append(cdf_quantiles(cdfs, levels))
+            else:
+                parts.append(empirical_quantiles(Xc if len(Xc) else X, levels))
+        self.target_knots_ = np.stack(parts)
 
-    def _feature_cdfs(self, X: np.ndarray, use: str):
+    def _released_class_freq(self) -> np.ndarray:
+        """Class frequencies from the DP class counts (negatives as 0; uniform when all are 0): post-processing."""
+        released = np.maximum(np.asarray(self.class_counts_, dtype=float), 0.0)
+        total = released.sum()
+        return released / total if total > 0 else np.full(len(released), 1.0 / len(released))
+
+    def _fit_calibration(self) -> None:
+        """After training: the model's own marginal quantiles from a reference draw, mapped onto
+        :attr:`target_knots_` by every later sample (:class:`MarginalCalibration`).
+
+        Per class: the same number of rows of each class; pooled: as many in all, in proportion to the DP class
+        counts. That number is :attr:`calibration_rows`, capped at 2^25 values per draw (at least ``2 L`` rows).
+        Post-processing of the model (no privacy cost); no-op when the marginals are not calibrated.
+        """
+        self.calibration_ = None
+        if self.target_knots_ is None:
+            return
+        k, d, L = self.target_knots_.shape
+        rows = max(2 * L, min(self.calibration_rows, 2**25 // max(d, 1)))
+        levels = quantile_levels(L)
+        if k == 1:
+            freq = self._released_class_freq()
+            counts = np.floor(freq * rows).astype(int)
+            counts[np.argmax(freq)] += rows - counts.sum()
+            plans = [counts]
+        else:
+            plans = [np.eye(k, dtype=int)[c] * rows for c in range(k)]
+        # calibration_ is None while drawing: the model's own values
+        model = np.stack([empirical_quantiles(self._sample(counts), levels) for counts in plans])
+        self.calibration_ = MarginalCalibration(model_knots=model, target_knots=self.target_knots_, levels=levels)
+
+    def _feature_cdfs(self, X: np.ndarray, use: str, partition: tuple[str, int] | None = None):
         """Per-feature CDFs of ``X``: exact without privacy, else one DP histogram of :attr:`quantile_grid` cells over
-        ``value_range`` with ``stats_share`` of ``rho`` (:func:`dp_normal_scores`; the scope line names ``use``).
+        ``value_range`` with ``stats_share`` of ``rho`` (:func:`dp_normal_scores`, on part ``partition`` of a
+        partition of the records if given; the scope line names ``use``, once).
         """
         if not self.private:
             return exact_normal_scores(X)
@@ -297,32 +350,15 @@ class DeepGenerator(BaseGenerator):
             grid_size=self.quantile_grid,
             rng=self.rng,
             ledger=self.ledger,
+            partition=partition,
         )
-        self.scope.append(
+        line = (
             f"{use} through per-feature CDFs from one DP histogram ({self.quantile_grid} cells over the public "
             f"value_range {list(self.value_range)})"
         )
+        if line not in self.scope:
+            self.scope.append(line)
         return cdfs
-
-    def _released_class_freq(self) -> np.ndarray:
-        """Class frequencies from the DP class counts (negatives as 0; uniform when all are 0): post-processing."""
-        released = np.maximum(np.asarray(self.class_counts_, dtype=float), 0.0)
-        total = released.sum()
-        return released / total if total > 0 else np.full(len(released), 1.0 / len(released))
-
-    def _fit_calibration(self) -> None:
-        """After training: the model's own marginal CDFs from a reference draw (:attr:`calibration_rows` rows in
-        proportion to the class counts), mapped onto :attr:`target_cdf_` by every later sample. Post-processing of
-        the model (no privacy cost). No-op when the marginals are not calibrated.
-        """
-        self.calibration_ = None
-        if self.target_cdf_ is None:
-            return
-        freq = self._released_class_freq()
-        counts = np.floor(freq * self.calibration_rows).astype(int)
-        counts[np.argmax(freq)] += self.calibration_rows - counts.sum()
-        reference = self._sample(counts)  # calibration_ is None here: the model's own values
-        self.calibration_ = fit_calibration(reference, self.target_cdf_, n_levels=self.calibration_levels)
 
     def _fit_standardize(self, X: np.ndarray, n_hat: float) -> None:
         """Set the feature scaling: ``self.mean_``/``self.std_`` (DP, public range, or exact when non-private), or
@@ -351,13 +387,16 @@ class DeepGenerator(BaseGenerator):
             return self.normal_scores_.transform(X)
         return (X - self.mean_) / self.std_
 
-    def _unscale(self, Z: np.ndarray) -> np.ndarray:
-        """Model units -> data units, through the calibrated marginals when fitted (clipped into ``value_range`` for
-        a private fit).
+    def _unscale(self, Z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Model units -> data units of rows of classes ``labels``, through the calibrated marginals when fitted
+        (clipped into ``value_range`` for a private fit).
         """
         X = self.normal_scores_.inverse_transform(Z) if self.normal_scores_ is not None else Z * self.std_ + self.mean_
         X = self._clip_private(X)
-        return X if self.calibration_ is None else self._clip_private(self.calibration_.apply(X))
+        if self.calibration_ is None:
+            return X
+        parts = labels if self.calibration_.model_knots.shape[0] > 1 else None
+        return self._clip_private(self.calibration_.apply(X, parts))
 
     def _clip_private(self, X: np.ndarray) -> np.ndarray:
         """Clip samples of a private fit into the public ``value_range`` (post-processing; no-op when non-private)."""

@@ -90,14 +90,18 @@ def dp_normal_scores(
     grid_size: int,
     rng: np.random.Generator,
     ledger: Ledger,
+    partition: tuple[str, int] | None = None,
 ) -> NormalScores:
     """Normal scores from one DP per-feature histogram (``rho`` of the zCDP budget, drawn and recorded by ``ledger``).
 
     Values are clipped to the public ``bounds`` and counted in an atom at the lower bound plus ``grid_size``
     equal-width cells (see :func:`~scdpsynth.generators._discretize.dp_discretization`, whose CDF this reuses; its
-    sensitivity statement applies: ``sqrt(d)``). Everything after the release is post-processing.
+    sensitivity statement applies: ``sqrt(d)``; ``partition`` as there). Everything after the release is
+    post-processing.
     """
-    disc = dp_discretization(X, 2, rho=rho, bounds=bounds, grid_size=grid_size, rng=rng, ledger=ledger)
+    disc = dp_discretization(
+        X, 2, rho=rho, bounds=bounds, grid_size=grid_size, rng=rng, ledger=ledger, partition=partition
+    )
     d = disc.cdf.shape[0]
     x_knots = np.broadcast_to(disc.grid, (d, len(disc.grid))).copy()
     cdf = np.maximum.accumulate(np.clip(disc.cdf, 0.0, 1.0), axis=1)  # rounding in the cumulative sum
