@@ -337,7 +337,7 @@ def test_each_release_has_its_stated_noise_level(bioc_all_small):
         g = DPVAE(eps=1.0, random_state=np.random.default_rng(seed), standardize="dp", **TINY)
         g.ledger = CapturingLedger()
         n_hat = g._start_fit(y, 2)  # the releases of a fit, up to DP-SGD
-        g._fit_scaler(X, n_hat)
+        g._fit_scaler(X, y, n_hat)
         assert [e["name"] for e in g.ledger.entries] == list(shares)
         for e, exact, out in zip(g.ledger.entries, g.ledger.values, g.ledger.outputs, strict=True):
             assert e["noise"] == pytest.approx(e["sensitivity"] / math.sqrt(2 * shares[e["name"]]), rel=1e-12)
